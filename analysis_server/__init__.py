@@ -1,0 +1,1 @@
+"""The analysis server: decode, optical flow, two-stream classifier, SAS, alarms, subscribers."""

@@ -1,0 +1,161 @@
+"""Alarm events: persisted in an SQLite event log (WAL) before they are published to subscribers.
+
+A subscriber that passes the last event id it saw (`after_event_id`) first reads everything after
+it from the log, then follows live events, so a reconnect misses nothing. Per-frame SCORE events
+are live only (not persisted) and go through a bounded queue per subscriber: a subscriber too slow
+to keep up loses score events (counted), never alarm events, which are re-read from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pvad.v1 import pvad_pb2
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    camera_id TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    score REAL NOT NULL,
+    confidence REAL NOT NULL,
+    time_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_camera ON events (camera_id, id);
+"""
+
+
+def _to_message(row: tuple) -> pvad_pb2.AlarmEvent:
+    event_id, camera_id, kind, seq, score, confidence, time_ns = row
+    ev = pvad_pb2.AlarmEvent(
+        event_id=event_id, camera_id=camera_id, kind=kind, seq=seq, score=score, confidence=confidence
+    )
+    ev.time.FromNanoseconds(time_ns)
+    return ev
+
+
+class EventLog:
+    """Append-only SQLite event log. Safe to call from several threads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+
+    def append(self, *, camera_id: str, kind: int, seq: int, score: float, confidence: float) -> pvad_pb2.AlarmEvent:
+        row = (camera_id, int(kind), int(seq), float(score), float(confidence), time.time_ns())
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO events (camera_id, kind, seq, score, confidence, time_ns) VALUES (?,?,?,?,?,?)", row
+            )
+            return _to_message((cur.lastrowid, *row))
+
+    def since(self, after_id: int, camera_ids: Iterable[str] = (), limit: int = 1000) -> list[pvad_pb2.AlarmEvent]:
+        cams = list(camera_ids)
+        sql = "SELECT id, camera_id, kind, seq, score, confidence, time_ns FROM events WHERE id > ?"
+        args: list = [int(after_id)]
+        if cams:
+            sql += f" AND camera_id IN ({','.join('?' * len(cams))})"
+            args += cams
+        sql += " ORDER BY id LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            return [_to_message(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def last_id(self) -> int:
+        with self._lock:
+            (value,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+        return int(value)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+@dataclass(eq=False)  # identity hashing: each subscription is its own
+class _Subscriber:
+    cameras: frozenset[str]
+    include_scores: bool
+    queue: asyncio.Queue
+    dropped_scores: int = 0
+
+    def wants(self, camera_id: str) -> bool:
+        return not self.cameras or camera_id in self.cameras
+
+
+class AlarmHub:
+    """Persist-then-publish fan-out of alarm events, plus live score events."""
+
+    def __init__(self, event_log: EventLog, *, queue_size: int = 256) -> None:
+        self.log = event_log
+        self.queue_size = queue_size
+        self._subs: set[_Subscriber] = set()
+        self._last_id = event_log.last_id()
+        self.published = 0
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    async def publish_alarm(self, *, camera_id: str, kind: int, seq: int, score: float, confidence: float) -> pvad_pb2.AlarmEvent:
+        ev = await asyncio.to_thread(
+            self.log.append, camera_id=camera_id, kind=kind, seq=seq, score=score, confidence=confidence
+        )
+        self._last_id = max(self._last_id, ev.event_id)
+        self.published += 1
+        log.info("%s camera=%s seq=%d score=%.3f (event %d)", pvad_pb2.EventKind.Name(kind), camera_id, seq, score, ev.event_id)
+        for sub in list(self._subs):
+            if sub.wants(camera_id) and sub.queue.empty():
+                sub.queue.put_nowait(None)  # a wake-up; the subscriber re-reads the log
+        return ev
+
+    def publish_score(self, *, camera_id: str, seq: int, score: float, confidence: float) -> None:
+        ev = pvad_pb2.AlarmEvent(camera_id=camera_id, kind=pvad_pb2.SCORE, seq=seq, score=score, confidence=confidence)
+        ev.time.GetCurrentTime()
+        for sub in list(self._subs):
+            if sub.include_scores and sub.wants(camera_id):
+                try:
+                    sub.queue.put_nowait(ev)
+                except asyncio.QueueFull:
+                    sub.dropped_scores += 1
+
+    async def subscribe(
+        self, *, after_event_id: int, camera_ids: Iterable[str] = (), include_scores: bool = False
+    ) -> AsyncIterator[pvad_pb2.AlarmEvent]:
+        sub = _Subscriber(frozenset(camera_ids), include_scores, asyncio.Queue(self.queue_size))
+        self._subs.add(sub)  # before the first read, so no event falls between read and wait
+        last = int(after_event_id)
+        try:
+            while True:
+                if self._last_id > last:
+                    newest = self._last_id  # every id up to this one is in the log already
+                    rows = await asyncio.to_thread(self.log.since, last, sub.cameras)
+                    for ev in rows:
+                        last = ev.event_id
+                        yield ev
+                    if rows:
+                        continue
+                    last = newest  # nothing for this subscriber's cameras up to `newest`
+                item = await sub.queue.get()
+                if item is not None:
+                    yield item
+        finally:
+            self._subs.discard(sub)
+            if sub.dropped_scores:
+                log.warning("subscriber dropped %d score events (too slow)", sub.dropped_scores)

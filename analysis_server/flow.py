@@ -1,0 +1,63 @@
+"""Dense optical flow between consecutive reconstructed frames of one camera (DESIGN.md §4).
+
+The flow stream sees flow as a 3-channel image (H x W x 3, float32 in [0, 1]):
+channel 0 = 0.5 + dx / (2 clip), channel 1 = 0.5 + dy / (2 clip), channel 2 = |(dx, dy)| / clip,
+each clipped to [0, 1]; `clip` is the displacement in pixels that maps to full scale.
+The first frame of a camera has no predecessor: its flow is zero motion.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pvad.config import FlowConfig
+
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+class FlowEstimator:
+    """Computes flow on 8-bit grayscale frames. One instance per camera (DIS keeps buffers)."""
+
+    def __init__(self, cfg: FlowConfig) -> None:
+        self.cfg = cfg
+        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.dis_preset]) if cfg.method == "dis" else None
+
+    def flow(self, prev_gray: np.ndarray, gray: np.ndarray) -> np.ndarray:
+        """Raw flow (H x W x 2 float32, pixels) from `prev_gray` to `gray`."""
+        if self._dis is not None:
+            return self._dis.calc(prev_gray, gray, None)
+        return cv2.calcOpticalFlowFarneback(prev_gray, gray, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+    def encode(self, flow: np.ndarray) -> np.ndarray:
+        """Flow (H x W x 2) -> 3-channel image in [0, 1] (layout in the module docstring)."""
+        clip = self.cfg.clip
+        dx, dy = flow[..., 0], flow[..., 1]
+        mag = np.sqrt(dx * dx + dy * dy)
+        img = np.stack([0.5 + dx / (2 * clip), 0.5 + dy / (2 * clip), mag / clip], axis=-1)
+        return np.clip(img, 0.0, 1.0, out=img).astype(np.float32, copy=False)
+
+
+class CameraFlow:
+    """Per-camera state: the previous reconstructed frame, and its flow image to the next one."""
+
+    def __init__(self, estimator: FlowEstimator) -> None:
+        self.estimator = estimator
+        self.prev_gray: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.prev_gray = None
+
+    def next(self, frame_rgb_u8: np.ndarray) -> np.ndarray:
+        """Flow image from the previous frame to this one; zero motion for the first frame."""
+        gray = cv2.cvtColor(frame_rgb_u8, cv2.COLOR_RGB2GRAY)
+        if self.prev_gray is None or self.prev_gray.shape != gray.shape:
+            flow = np.zeros((*gray.shape, 2), np.float32)
+        else:
+            flow = self.estimator.flow(self.prev_gray, gray)
+        self.prev_gray = gray
+        return self.estimator.encode(flow)

@@ -1,0 +1,219 @@
+"""The analysis pipeline: decode -> optical flow -> detector -> two-stream classifier -> σ_t.
+
+`Analyzer` owns the networks and runs one batch synchronously (in a worker thread).
+`Batcher` collects frames from any number of camera streams into batches of at most
+`max_batch`, waiting at most `max_wait_ms` for a batch to fill. Frames of one camera never share
+a batch: each stream awaits its frame's result before submitting the next (flow and SAS are
+per-camera and ordered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from analysis_server.detectors import bag_of_objects, create_detector
+from analysis_server.flow import CameraFlow, FlowEstimator
+from analysis_server.validate import Payload
+from models.autoencoder import LATENT_SHAPE, encoder_id, load_autoencoder
+from models.two_stream import load_classifier
+from pvad.config import AnalysisConfig, DecoderConfig
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available else cpu; 'cuda' without a GPU falls back to cpu with a warning."""
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if name == "cuda":
+        log.warning("device: cuda requested but no CUDA device is available; running on CPU")
+    return torch.device("cpu")
+
+
+@dataclass
+class StageTimes:
+    """Wall time per pipeline stage, summed over frames."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    frames: int = 0
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] += seconds
+
+    def ms_per_frame(self) -> dict[str, float]:
+        n = max(self.frames, 1)
+        return {k: round(1000.0 * v / n, 2) for k, v in self.seconds.items()}
+
+
+class DecoderBank:
+    """Decoder halves keyed by the id of the encoder they belong to."""
+
+    def __init__(self, cfg: DecoderConfig, device: torch.device) -> None:
+        self.decoders: dict[str, torch.nn.Module] = {}
+        self.untrained: list[str] = []
+        sources = [(p, 0) for p in cfg.checkpoints] + [(None, s) for s in cfg.untrained_seeds]
+        for path, seed in sources:
+            ae, card = load_autoencoder(path, seed=seed)
+            eid = encoder_id(ae.encoder)
+            self.decoders[eid] = ae.decoder.to(device).eval()
+            what = str(path) if path else f"untrained seed {seed}"
+            if not card.trained:
+                self.untrained.append(f"autoencoder ({what})")
+                log.warning("decoder for encoder %s is UNTRAINED (%s): reconstructions are noise", eid, what)
+            else:
+                log.info("decoder for encoder %s loaded from %s", eid, what)
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {eid: LATENT_SHAPE for eid in self.decoders}
+
+
+class Analyzer:
+    """All networks of the server; `analyze` runs one batch of validated payloads."""
+
+    def __init__(self, analysis: AnalysisConfig, decoders: DecoderConfig) -> None:
+        if analysis.threads:
+            torch.set_num_threads(analysis.threads)
+        self.device = resolve_device(analysis.device)
+        self.cfg = analysis
+        self.decoders = DecoderBank(decoders, self.device)
+        c = analysis.classifier
+        self.classifier, self.card = load_classifier(
+            c.checkpoint, backbone=c.backbone, streams=c.streams, bag=c.bag, hidden=c.hidden,
+            pretrained=c.pretrained == "auto", seed=c.seed,
+        )
+        self.classifier = self.classifier.to(self.device).eval()
+        self.detector = create_detector(analysis.detector)
+        self.flow = FlowEstimator(analysis.flow)
+        self._mean = torch.tensor(self.card.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.card.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.untrained = list(self.decoders.untrained)
+        if not self.card.trained:
+            self.untrained.append(f"classifier ({c.backbone}, {self.card.provenance})")
+            log.warning("classifier is UNTRAINED (%s): scores carry no meaning", self.card.provenance)
+        self.times = StageTimes()
+        log.info(
+            "analysis: device=%s backbone=%s streams=%d bag=%s detector=%s flow=%s",
+            self.device, c.backbone, c.streams, c.bag, self.detector.name, analysis.flow.method,
+        )
+
+    def new_camera_flow(self) -> CameraFlow:
+        return CameraFlow(self.flow)
+
+    def _normalise(self, batch_hwc: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(batch_hwc).to(self.device).permute(0, 3, 1, 2).float()
+        return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def _reconstruct(self, payloads: list[Payload]) -> list[np.ndarray]:
+        """RGB uint8 frames (H x W x 3) as the server sees them: decoded latents or received images."""
+        frames: list[np.ndarray | None] = [p.image for p in payloads]
+        by_encoder: dict[str, list[int]] = defaultdict(list)
+        for i, p in enumerate(payloads):
+            if p.latent is not None:
+                by_encoder[p.encoder_id].append(i)
+        for eid, idx in by_encoder.items():
+            z = torch.from_numpy(np.stack([payloads[i].latent for i in idx])).to(self.device)
+            rgb = self.decoders.decoders[eid](z).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+            rgb = rgb.permute(0, 2, 3, 1).cpu().numpy()
+            for j, i in enumerate(idx):
+                frames[i] = rgb[j]
+        return frames  # type: ignore[return-value]
+
+    def analyze(self, items: list[tuple[CameraFlow, Payload]]) -> list[float]:
+        """σ_t for each (camera flow state, payload), in order."""
+        t0 = time.perf_counter()
+        frames = self._reconstruct([p for _, p in items])
+        t1 = time.perf_counter()
+        flows = np.stack([state.next(f) for (state, _), f in zip(items, frames)])
+        t2 = time.perf_counter()
+        c = self.cfg.classifier
+        bags = None
+        if c.bag:
+            dets = self.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
+            bags = torch.from_numpy(np.stack([bag_of_objects(d) for d in dets])).to(self.device)
+        t3 = time.perf_counter()
+        with torch.inference_mode():
+            x = self._normalise(np.stack(frames).astype(np.float32) / 255.0)
+            flow = self._normalise(flows) if c.streams == 2 else None
+            sigma = torch.sigmoid(self.classifier(x, flow, bags)).float().cpu().numpy()
+        t4 = time.perf_counter()
+        for stage, dt in (("decode", t1 - t0), ("flow", t2 - t1), ("detector", t3 - t2), ("classifier", t4 - t3)):
+            self.times.add(stage, dt)
+        self.times.frames += len(items)
+        return [float(s) for s in sigma]
+
+
+@dataclass
+class _Job:
+    state: CameraFlow
+    payload: Payload
+    future: asyncio.Future
+
+
+class Batcher:
+    """Dynamic batching across camera streams; the networks run in one worker thread."""
+
+    def __init__(self, analyzer: Analyzer, *, max_batch: int, max_wait_ms: float) -> None:
+        self.analyzer = analyzer
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+        self.batches = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="pvad-batcher")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def submit(self, state: CameraFlow, payload: Payload) -> float:
+        fut = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(state, payload, fut))
+        return await fut
+
+    async def _collect(self) -> list[_Job]:
+        jobs = [await self._queue.get()]
+        deadline = time.monotonic() + self.max_wait
+        while len(jobs) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                jobs.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except asyncio.TimeoutError:
+                break
+        return jobs
+
+    async def _run(self) -> None:
+        while True:
+            jobs = await self._collect()
+            jobs = [j for j in jobs if not j.future.cancelled()]
+            if not jobs:
+                continue
+            try:
+                sigmas = await asyncio.to_thread(self.analyzer.analyze, [(j.state, j.payload) for j in jobs])
+            except Exception as err:  # a failing batch fails its frames, never the batcher
+                log.exception("analysis of a batch of %d frames failed", len(jobs))
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(err)
+                continue
+            self.batches += 1
+            for j, s in zip(jobs, sigmas):
+                if not j.future.done():
+                    j.future.set_result(s)

@@ -1,0 +1,207 @@
+"""gRPC services: Ingest (camera streams in, acks out) and Alarms (subscribers), on grpc.aio with mTLS.
+
+Every frame gets exactly one ack. A bad frame is refused in its ack with the gRPC status code of
+the `PvadError` that refused it; the stream and every other stream go on. Identities come from the
+client certificate's common name (`camera/<id>`, `subscriber/<id>`, see `pvad.certs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from analysis_server.alarms import AlarmHub, EventLog
+from analysis_server.flow import CameraFlow
+from analysis_server.pipeline import Analyzer, Batcher
+from analysis_server.scoring import SigmoidalAnomalyScore
+from analysis_server.validate import parse_frame
+from pvad.certs import CertPaths, identity_from_common_name, server_credentials
+from pvad.config import ServerConfig
+from pvad.errors import PvadError
+from pvad.v1 import pvad_pb2, pvad_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+async def peer_identity(context: grpc.aio.ServicerContext, role: str) -> str:
+    """The id in the client certificate, which must be of `role`; aborts the call otherwise."""
+    auth = context.auth_context()
+    names = auth.get("x509_common_name") or []
+    if not names:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
+    try:
+        cert_role, ident = identity_from_common_name(names[0].decode())
+    except ValueError as err:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"client certificate: {err}")
+    if cert_role != role:
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED, f"this call is for {role} certificates; yours is a {cert_role} one"
+        )
+    return ident
+
+
+@dataclass
+class CameraState:
+    """Per-camera analysis state; lives as long as the server process."""
+
+    sas: SigmoidalAnomalyScore
+    flow: CameraFlow
+    last_seq: int = -1
+    lock: asyncio.Lock | None = None
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.received = 0
+        self.accepted = 0
+        self.duplicates = 0
+        self.rejected: dict[str, int] = {}
+
+    def reject(self, code: grpc.StatusCode) -> None:
+        self.rejected[code.name] = self.rejected.get(code.name, 0) + 1
+
+
+class IngestService(pvad_pb2_grpc.IngestServicer):
+    def __init__(self, cfg: ServerConfig, analyzer: Analyzer, batcher: Batcher, hub: AlarmHub) -> None:
+        self.cfg = cfg
+        self.analyzer = analyzer
+        self.batcher = batcher
+        self.hub = hub
+        self.cameras: dict[str, CameraState] = {}
+        self.counters = Counters()
+
+    def _camera(self, camera_id: str) -> CameraState:
+        st = self.cameras.get(camera_id)
+        if st is None:
+            st = CameraState(SigmoidalAnomalyScore(self.cfg.scoring), self.analyzer.new_camera_flow(), lock=asyncio.Lock())
+            self.cameras[camera_id] = st
+            log.info("camera %s: first frame, new state", camera_id)
+        return st
+
+    async def _handle(self, frame: pvad_pb2.Frame, camera_id: str) -> pvad_pb2.FrameAck:
+        t0 = time.perf_counter()
+        self.counters.received += 1
+        try:
+            payload = parse_frame(frame, cfg=self.cfg, peer_camera_id=camera_id, encoders=self.analyzer.decoders.shapes)
+            st = self._camera(camera_id)
+            async with st.lock:
+                if frame.seq <= st.last_seq:
+                    self.counters.duplicates += 1
+                    return pvad_pb2.FrameAck(
+                        seq=frame.seq, outcome=pvad_pb2.DUPLICATE, message=f"seq {frame.seq} was analysed already",
+                        score=st.sas.score, alarm=st.sas.alarm,
+                    )
+                sigma = await self.batcher.submit(st.flow, payload)
+                upd = st.sas.update(sigma)
+                st.last_seq = frame.seq
+                if upd.raised or upd.cleared:
+                    await self.hub.publish_alarm(
+                        camera_id=camera_id, kind=pvad_pb2.ALARM_RAISED if upd.raised else pvad_pb2.ALARM_CLEARED,
+                        seq=frame.seq, score=upd.score, confidence=sigma,
+                    )
+                self.hub.publish_score(camera_id=camera_id, seq=frame.seq, score=upd.score, confidence=sigma)
+        except PvadError as err:
+            self.counters.reject(err.code)
+            log.info("camera %s seq %d refused: %s: %s", camera_id, frame.seq, err.code.name, err)
+            return pvad_pb2.FrameAck(
+                seq=frame.seq, outcome=pvad_pb2.REJECTED, status_code=err.code.value[0], message=str(err)
+            )
+        except Exception as err:  # never let one frame take the stream down
+            self.counters.reject(grpc.StatusCode.INTERNAL)
+            log.exception("camera %s seq %d: analysis failed", camera_id, frame.seq)
+            return pvad_pb2.FrameAck(
+                seq=frame.seq, outcome=pvad_pb2.REJECTED, status_code=grpc.StatusCode.INTERNAL.value[0],
+                message=f"internal error: {type(err).__name__}",
+            )
+        self.counters.accepted += 1
+        return pvad_pb2.FrameAck(
+            seq=frame.seq, outcome=pvad_pb2.ACCEPTED, confidence=sigma, score=upd.score, alarm=upd.alarm,
+            server_ms=1000.0 * (time.perf_counter() - t0),
+        )
+
+    async def Stream(self, request_iterator: AsyncIterator[pvad_pb2.Frame], context) -> AsyncIterator[pvad_pb2.FrameAck]:
+        camera_id = await peer_identity(context, "camera")
+        log.info("camera %s connected from %s", camera_id, context.peer())
+        n = 0
+        try:
+            async for frame in request_iterator:
+                n += 1
+                yield await self._handle(frame, camera_id)
+        finally:
+            log.info("camera %s stream ended after %d frames", camera_id, n)
+
+
+class AlarmsService(pvad_pb2_grpc.AlarmsServicer):
+    def __init__(self, hub: AlarmHub) -> None:
+        self.hub = hub
+
+    async def Subscribe(self, request: pvad_pb2.SubscribeRequest, context) -> AsyncIterator[pvad_pb2.AlarmEvent]:
+        who = await peer_identity(context, "subscriber")
+        log.info("subscriber %s: cameras=%s after=%d scores=%s", who, list(request.camera_ids) or "all",
+                 request.after_event_id, request.include_scores)
+        async for ev in self.hub.subscribe(
+            after_event_id=request.after_event_id, camera_ids=request.camera_ids, include_scores=request.include_scores
+        ):
+            yield ev
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    analyzer: Analyzer
+    batcher: Batcher
+    hub: AlarmHub
+    ingest: IngestService
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.batcher.stop()
+        self.hub.log.close()
+
+
+def build_analyzer(cfg: ServerConfig) -> Analyzer:
+    """Load every network the server needs (slow: do it once, before serving)."""
+    return Analyzer(cfg.analysis, cfg.decoders)
+
+
+async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -> RunningServer:
+    """Start serving on `cfg.listen` with mutual TLS; returns once the port is bound."""
+    analyzer = analyzer or await asyncio.to_thread(build_analyzer, cfg)
+    batcher = Batcher(analyzer, max_batch=cfg.analysis.batching.max_batch, max_wait_ms=cfg.analysis.batching.max_wait_ms)
+    hub = AlarmHub(EventLog(cfg.event_log.path))
+    limit = cfg.limits.max_message_bytes
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+    )
+    ingest = IngestService(cfg, analyzer, batcher, hub)
+    pvad_pb2_grpc.add_IngestServicer_to_server(ingest, server)
+    pvad_pb2_grpc.add_AlarmsServicer_to_server(AlarmsService(hub), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [
+        pvad_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
+        pvad_pb2.DESCRIPTOR.services_by_name["Alarms"].full_name,
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+    ]
+    reflection.enable_server_reflection(names, server)
+    creds = server_credentials(CertPaths(ca=cfg.tls.ca, cert=cfg.tls.cert, key=cfg.tls.key))
+    port = server.add_secure_port(cfg.listen, creds)
+    if port == 0:
+        raise PvadError(f"could not bind {cfg.listen}")
+    batcher.start()
+    await server.start()
+    for name in names[:2] + [""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("analysis server listening on %s (port %d), mTLS, accepts %s", cfg.listen, port, cfg.accept)
+    return RunningServer(server, port, analyzer, batcher, hub, ingest, health_servicer)

@@ -1,0 +1,52 @@
+"""`dp-encoder`: the encoder half of the (DP-trained) autoencoder runs on the camera; only its
+latent code (16 x 30 x 40) leaves the device, tagged with the encoder's id (G §3.3.1)."""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import torch
+
+from camera_client.anonymize import register_anonymizer
+from models.autoencoder import encoder_id, load_autoencoder
+from pvad.codec import encode_latent
+from pvad.config import DpEncoderAnonymizer
+from pvad.v1 import pvad_pb2
+
+log = logging.getLogger(__name__)
+
+
+class DpEncoder:
+    name = "dp-encoder"
+
+    def __init__(self, cfg: DpEncoderAnonymizer) -> None:
+        ae, card = load_autoencoder(cfg.checkpoint, seed=cfg.seed)
+        want_cuda = cfg.device in ("cuda", "auto") and torch.cuda.is_available()
+        if cfg.device == "cuda" and not want_cuda:
+            log.warning("anonymizer.device: cuda requested but unavailable; encoding on CPU")
+        self.device = torch.device("cuda" if want_cuda else "cpu")
+        self.encoder = ae.encoder.to(self.device).eval()
+        self.encoder_id = encoder_id(ae.encoder)
+        self.dtype = cfg.dtype
+        self.untrained = not card.trained
+        if self.untrained:
+            log.warning("dp-encoder %s is UNTRAINED (%s): latents are not private by training", self.encoder_id, card.provenance)
+        else:
+            log.info("dp-encoder %s loaded (%s)", self.encoder_id, card.provenance)
+
+    @torch.inference_mode()
+    def encode(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """BGR uint8 240x320x3 -> latent float32 16x30x40."""
+        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        return self.encoder(x.contiguous(memory_format=torch.channels_last))[0].float().cpu().numpy()
+
+    def __call__(self, frame_bgr: np.ndarray) -> pvad_pb2.Latent:
+        return encode_latent(self.encode(frame_bgr), encoder_id=self.encoder_id, dtype=self.dtype)
+
+
+@register_anonymizer("dp-encoder")
+def _make(cfg: DpEncoderAnonymizer) -> DpEncoder:
+    return DpEncoder(cfg)

@@ -1,0 +1,54 @@
+"""Whole-frame image anonymizers: Gaussian blur, pixelation, and `none` (raw JPEG)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from camera_client.anonymize import register_anonymizer
+from pvad.config import BlurAnonymizer, NoAnonymizer, PixelateAnonymizer
+from pvad.v1 import pvad_pb2
+
+
+def encode_jpeg(frame_bgr: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("OpenCV could not JPEG-encode the frame")
+    return buf.tobytes()
+
+
+def blur(frame_bgr: np.ndarray, kernel: int) -> np.ndarray:
+    return cv2.GaussianBlur(frame_bgr, (kernel, kernel), 0)
+
+
+def pixelate(frame_bgr: np.ndarray, block: int) -> np.ndarray:
+    h, w = frame_bgr.shape[:2]
+    small = cv2.resize(frame_bgr, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+class _ImageAnonymizer:
+    untrained = False
+
+    def __init__(self, name: str, transform, quality: int) -> None:
+        self.name = name
+        self._transform = transform
+        self._quality = quality
+
+    def __call__(self, frame_bgr: np.ndarray) -> pvad_pb2.Image:
+        return pvad_pb2.Image(anonymizer=self.name, jpeg=encode_jpeg(self._transform(frame_bgr), self._quality))
+
+
+@register_anonymizer("blur")
+def _make_blur(cfg: BlurAnonymizer) -> _ImageAnonymizer:
+    return _ImageAnonymizer("blur", lambda f: blur(f, cfg.kernel), cfg.jpeg_quality)
+
+
+@register_anonymizer("pixelate")
+def _make_pixelate(cfg: PixelateAnonymizer) -> _ImageAnonymizer:
+    return _ImageAnonymizer("pixelate", lambda f: pixelate(f, cfg.block), cfg.jpeg_quality)
+
+
+@register_anonymizer("none")
+def _make_none(cfg: NoAnonymizer) -> _ImageAnonymizer:
+    return _ImageAnonymizer("none", lambda f: f, cfg.jpeg_quality)

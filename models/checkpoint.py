@@ -1,0 +1,186 @@
+"""Checkpoints that carry their own preprocessing, and a registry of architectures.
+
+A checkpoint file is ``torch.save`` of::
+
+    {"format": "pvad-checkpoint-v1",
+     "card": ModelCard.model_dump(mode="json"),   # plain JSON types only
+     "state_dict": model.state_dict()}
+
+and is read back with ``torch.load(weights_only=True)``, so loading never runs pickled code.
+The card says how to rebuild the module (``architecture`` + ``arch_kwargs``, looked up in the
+registry below) and how to prepare its input (size, channel order, value range, mean, std).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from torch import nn
+
+from pvad import __version__ as _PVAD_VERSION
+from pvad.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "pvad-checkpoint-v1"
+
+ArchitectureBuilder = Callable[..., nn.Module]
+_ARCHITECTURES: dict[str, ArchitectureBuilder] = {}
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class ModelCard(BaseModel):
+    """What a set of weights is and how its input must be prepared.
+
+    Input preparation, in order: resize to ``input_size`` (H, W), arrange channels as
+    ``channel_order``, scale pixels to ``value_range``, then ``(x - mean) / std`` per channel.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: str = Field(description="registry name, e.g. 'autoencoder-g22', 'two-stream'")
+    arch_kwargs: dict[str, Any] = Field(default_factory=dict, description="kwargs to rebuild it")
+    input_size: tuple[int, int] = Field(description="(H, W) in pixels")
+    channel_order: Literal["RGB", "BGR"]
+    value_range: tuple[float, float] = Field(description="pixel range before normalisation")
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    trained: bool
+    provenance: str = Field(description="how these weights came to be")
+    metrics: dict[str, float] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict, description="e.g. DP epsilon, delta")
+    created: str = Field(default_factory=_now_iso, description="ISO 8601 time")
+    pvad_version: str = _PVAD_VERSION
+
+    @model_validator(mode="after")
+    def _check_preprocessing(self) -> ModelCard:
+        if min(self.input_size) <= 0:
+            raise ValueError(f"input_size must be positive, got {self.input_size}")
+        if self.value_range[0] >= self.value_range[1]:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {self.value_range}")
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError(f"mean and std need one value per channel, got {self.mean} and {self.std}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be positive, got {self.std}")
+        return self
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def register_architecture(name: str) -> Callable[[ArchitectureBuilder], ArchitectureBuilder]:
+    """Decorator registering ``fn(**arch_kwargs) -> nn.Module`` under ``name``."""
+
+    def decorator(fn: ArchitectureBuilder) -> ArchitectureBuilder:
+        if name in _ARCHITECTURES:
+            raise ValueError(f"architecture {name!r} is already registered; known: {list_architectures()}")
+        _ARCHITECTURES[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_architectures() -> list[str]:
+    """Names of all registered architectures, sorted."""
+    return sorted(_ARCHITECTURES)
+
+
+def build_model(card: ModelCard) -> nn.Module:
+    """Build an untrained module of the card's architecture (weights are not loaded here).
+
+    Raises ModelLoadError for an unknown architecture (listing the known ones) or bad arch_kwargs.
+    """
+    builder = _ARCHITECTURES.get(card.architecture)
+    if builder is None:
+        raise ModelLoadError(
+            f"unknown architecture {card.architecture!r}; known: {list_architectures()}"
+        )
+    try:
+        return builder(**card.arch_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(
+            f"cannot build architecture {card.architecture!r} from arch_kwargs {card.arch_kwargs}: {exc}"
+        ) from exc
+
+
+# --------------------------------------------------------------------------- files
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, card: ModelCard) -> Path:
+    """Write model weights and card to ``path`` (atomically: temp file, then rename). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "card": card.model_dump(mode="json"),
+        "state_dict": model.state_dict(),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.info("saved %s checkpoint to %s", card.architecture, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], ModelCard]:
+    """Read ``(state_dict, card)`` from a checkpoint file, tensors on CPU.
+
+    Raises ModelLoadError naming the file when it is missing, unreadable, not a pvad
+    checkpoint, or its card is invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"checkpoint {path}: file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or foreign files
+        raise ModelLoadError(f"checkpoint {path}: not a readable torch file ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ModelLoadError(
+            f"checkpoint {path}: format is {found!r}, expected {CHECKPOINT_FORMAT!r} "
+            "(was it written by models.checkpoint.save_checkpoint?)"
+        )
+    try:
+        card = ModelCard.model_validate(payload.get("card"))
+    except ValidationError as exc:
+        raise ModelLoadError(f"checkpoint {path}: invalid model card: {exc}") from exc
+    state_dict = payload.get("state_dict")
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ModelLoadError(f"checkpoint {path}: 'state_dict' is missing or not a dict of tensors")
+    return state_dict, card
+
+
+def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelCard]:
+    """Build the card's architecture, load the weights strictly, return ``(module in eval mode, card)``."""
+    state_dict, card = load_checkpoint(path)
+    try:
+        model = build_model(card)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"checkpoint {path}: {exc}") from exc
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(
+            f"checkpoint {path}: weights do not match architecture {card.architecture!r} "
+            f"with {card.arch_kwargs}: {exc}"
+        ) from exc
+    model.eval()
+    logger.info("loaded %s from %s (trained=%s)", card.architecture, path, card.trained)
+    return model, card

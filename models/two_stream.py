@@ -1,0 +1,205 @@
+"""Two-stream anomaly classifier of Petrocchi et al. 2021, §3.2 (also Giorgi et al. 2022, §3.4.2).
+
+Frame stream and (optionally) optical-flow stream are backbones with separate weights, each
+globally average pooled; their features are concatenated with the bag-of-objects (optional) and
+classified by FC(hidden) → ReLU → Dropout → FC(hidden) → ReLU → Dropout → FC(1).
+
+Layouts (normalisation with the card's mean/std is the caller's job):
+- ``frame``: ``N×3×H×W`` float, normalised RGB;
+- ``flow``: ``N×3×H×W`` float, flow encoded as a 3-channel image, normalised the same way;
+- ``bag``: ``N×bag_dim`` float raw per-class object counts (≥ 0). The model applies
+  ``torch.log1p`` itself so that counts of 0..dozens land on a scale similar to pooled features.
+- output: logits ``N`` (pre-sigmoid); ``predict_proba`` gives probabilities in [0, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone
+from models.checkpoint import ModelCard, load_model, register_architecture
+from pvad.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURE = "two-stream"
+INPUT_SIZE: tuple[int, int] = (240, 320)  # (H, W), the autoencoder's frame size
+
+
+class TwoStreamClassifier(nn.Module):
+    """Frame (+ flow) backbones + optional bag-of-objects → anomaly logit per sample."""
+
+    def __init__(
+        self,
+        *,
+        backbone: str,
+        streams: int,
+        bag: bool,
+        bag_dim: int = 80,
+        hidden: int = 4096,
+        dropout: float = 0.5,
+        pretrained: bool = False,
+    ) -> None:
+        super().__init__()
+        if streams not in (1, 2):
+            raise ValueError(f"streams must be 1 or 2, got {streams!r}")
+        if bag_dim <= 0 or hidden <= 0:
+            raise ValueError(f"bag_dim and hidden must be positive, got {bag_dim}, {hidden}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.backbone_name = backbone
+        self.streams = streams
+        self.use_bag = bag
+        self.bag_dim = bag_dim
+        self.hidden = hidden
+        self.dropout = dropout
+
+        self.frame_stream = create_backbone(backbone, pretrained=pretrained)
+        self.flow_stream = create_backbone(backbone, pretrained=pretrained) if streams == 2 else None
+        in_features = self.frame_stream.num_features * streams + (bag_dim if bag else 0)
+        self.head = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, 1),
+        )
+
+    @property
+    def arch_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this architecture (for ``ModelCard.arch_kwargs``)."""
+        return {
+            "backbone": self.backbone_name,
+            "streams": self.streams,
+            "bag": self.use_bag,
+            "bag_dim": self.bag_dim,
+            "hidden": self.hidden,
+            "dropout": self.dropout,
+        }
+
+    @property
+    def backbones_pretrained(self) -> bool:
+        """True when every stream's backbone holds ImageNet weights loaded at construction."""
+        streams = [self.frame_stream] + ([self.flow_stream] if self.flow_stream is not None else [])
+        return all(s.pretrained_loaded for s in streams)
+
+    def _check_inputs(self, frame: torch.Tensor, flow: torch.Tensor | None, bag: torch.Tensor | None) -> None:
+        if frame.ndim != 4 or frame.shape[1] != 3:
+            raise ValueError(f"frame must be N×3×H×W, got shape {tuple(frame.shape)}")
+        if self.streams == 2:
+            if flow is None:
+                raise ValueError("this two-stream model needs a flow input")
+            if flow.shape != frame.shape:
+                raise ValueError(f"flow shape {tuple(flow.shape)} differs from frame shape {tuple(frame.shape)}")
+        elif flow is not None:
+            raise ValueError("this one-stream model takes no flow input")
+        if self.use_bag:
+            if bag is None:
+                raise ValueError("this model needs a bag-of-objects input")
+            if bag.shape != (frame.shape[0], self.bag_dim):
+                raise ValueError(f"bag must be N×{self.bag_dim} = {(frame.shape[0], self.bag_dim)}, got {tuple(bag.shape)}")
+            if bool((bag < 0).any()):
+                raise ValueError("bag holds object counts and must be non-negative")
+        elif bag is not None:
+            raise ValueError("this model takes no bag-of-objects input")
+
+    def forward(
+        self, frame: torch.Tensor, flow: torch.Tensor | None = None, bag: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits ``N`` from ``frame`` ``N×3×H×W``, ``flow`` ``N×3×H×W`` (2 streams), ``bag`` ``N×bag_dim`` (counts).
+
+        Raises ValueError when a required input is missing, an unused one is given, or shapes disagree.
+        """
+        self._check_inputs(frame, flow, bag)
+        parts = [self.frame_stream(frame)]
+        if self.flow_stream is not None:
+            parts.append(self.flow_stream(flow))
+        if self.use_bag:
+            parts.append(torch.log1p(bag.to(parts[0].dtype)))
+        return self.head(torch.cat(parts, dim=1)).squeeze(-1)
+
+    def predict_proba(
+        self, frame: torch.Tensor, flow: torch.Tensor | None = None, bag: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Anomaly probabilities ``N`` in [0, 1] (sigmoid of the logits, no grad; mode is left as is)."""
+        with torch.no_grad():
+            return torch.sigmoid(self(frame, flow, bag))
+
+
+@register_architecture(ARCHITECTURE)
+def _build_two_stream(**arch_kwargs: Any) -> TwoStreamClassifier:
+    # Weights come from the checkpoint, so never fetch ImageNet weights when rebuilding.
+    arch_kwargs.pop("pretrained", None)
+    return TwoStreamClassifier(**arch_kwargs, pretrained=False)
+
+
+def two_stream_card(*, trained: bool, provenance: str, **arch_kwargs: Any) -> ModelCard:
+    """Card for ``two-stream`` weights: 240×320 RGB in [0, 1], ImageNet mean/std.
+
+    ``arch_kwargs`` are TwoStreamClassifier's (``pretrained`` is dropped: the weights are in the file).
+    """
+    arch_kwargs.pop("pretrained", None)
+    return ModelCard(
+        architecture=ARCHITECTURE,
+        arch_kwargs=arch_kwargs,
+        input_size=INPUT_SIZE,
+        channel_order="RGB",
+        value_range=(0.0, 1.0),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        trained=trained,
+        provenance=provenance,
+    )
+
+
+def load_classifier(
+    checkpoint: Path | None,
+    *,
+    backbone: str,
+    streams: int,
+    bag: bool,
+    hidden: int,
+    pretrained: bool,
+    seed: int,
+) -> tuple[TwoStreamClassifier, ModelCard]:
+    """Load ``(classifier in eval mode, card)`` from a checkpoint, or build an untrained one.
+
+    From a file the card wins, but ``backbone``/``streams``/``bag`` must agree with it (else
+    ModelLoadError naming the field). Without a file, the head (and backbones unless ImageNet
+    weights load) are random with ``seed``; ``card.trained`` is False.
+    """
+    if checkpoint is not None:
+        model, card = load_model(checkpoint)
+        if not isinstance(model, TwoStreamClassifier):
+            raise ModelLoadError(
+                f"checkpoint {checkpoint}: architecture is {card.architecture!r}, expected {ARCHITECTURE!r}"
+            )
+        wanted = {"backbone": backbone, "streams": streams, "bag": bag}
+        for field, value in wanted.items():
+            if model.arch_kwargs[field] != value:
+                raise ModelLoadError(
+                    f"checkpoint {checkpoint}: {field} is {model.arch_kwargs[field]!r} in the file "
+                    f"but {value!r} in the configuration"
+                )
+        if model.hidden != hidden:
+            logger.info("checkpoint %s has hidden=%d (configured %d); using the file's", checkpoint, model.hidden, hidden)
+        return model, card
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = TwoStreamClassifier(backbone=backbone, streams=streams, bag=bag, hidden=hidden, pretrained=pretrained)
+    if model.backbones_pretrained:
+        provenance = f"untrained: backbones ImageNet-pretrained, head untrained (random init, seed {seed})"
+    else:
+        provenance = f"untrained: random init, seed {seed}"
+        if pretrained:
+            provenance += " (ImageNet weights requested but not available)"
+    logger.warning("anomaly classifier is UNTRAINED (%s); scores are meaningless", provenance)
+    return model.eval(), two_stream_card(trained=False, provenance=provenance, **model.arch_kwargs)

@@ -1,0 +1,221 @@
+"""The `pvad` command line. Subcommands are thin: they parse, load config, and call library code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from pvad.errors import PvadError
+from pvad.logs import setup_logging
+
+log = logging.getLogger("pvad")
+
+
+def _cmd_certs(args: argparse.Namespace) -> int:
+    from pvad.certs import make_dev_pki
+
+    paths = make_dev_pki(Path(args.out), cameras=args.camera or ["cam-1"], subscribers=args.subscriber or ["demo"], days=args.days)
+    for who, p in paths.items():
+        print(f"{who:24s} cert={p.cert} key={p.key}")
+    print(f"{'CA':24s} {next(iter(paths.values())).ca}")
+    return 0
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from pvad.config import load_config
+
+    bad = 0
+    for f in args.files:
+        try:
+            cfg = load_config(f, args.kind)
+        except PvadError as err:
+            print(f"FAIL {err}", file=sys.stderr)
+            bad += 1
+        else:
+            print(f"ok   {f} ({type(cfg).__name__})")
+    return 1 if bad else 0
+
+
+async def _serve(cfg) -> None:
+    from analysis_server.service import start_server
+
+    running = await start_server(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"listening on port {running.port}", flush=True)
+    await stop.wait()
+    log.info("shutting down (draining for up to 5 s)")
+    await running.stop(grace=5.0)
+
+
+def _cmd_server(args: argparse.Namespace) -> int:
+    from pvad.config import load_config
+
+    asyncio.run(_serve(load_config(args.config, "server")))
+    return 0
+
+
+def _cmd_camera(args: argparse.Namespace) -> int:
+    from camera_client.client import run_camera
+    from pvad.config import load_config
+
+    cfg = load_config(args.config, "camera")
+    if args.max_frames:
+        cfg = cfg.model_copy(update={"capture": cfg.capture.model_copy(update={"max_frames": args.max_frames})})
+
+    def on_ack(ack, latency_ms: float) -> None:
+        if args.verbose > 0:
+            print(f"seq={ack.seq} σ={ack.confidence:.3f} s={ack.score:.3f} alarm={ack.alarm} {latency_ms:.0f} ms")
+
+    report = asyncio.run(run_camera(cfg, on_ack=on_ack))
+    st = report.stream
+    print(json.dumps({"frames_sent": st.sent, "frames_acked": st.acked, "frames_rejected": st.rejected_total,
+                      "rejected": st.rejected, "anonymizer": report.anonymizer}))
+    return 0 if st.acked == st.sent else 1
+
+
+def _cmd_alarms(args: argparse.Namespace) -> int:
+    from pvad.channel import secure_channel
+    from pvad.config import load_config
+    from pvad.subscriber import describe, follow_alarms
+
+    cfg = load_config(args.config, "subscriber")
+
+    async def run() -> None:
+        async with secure_channel(cfg.server, cfg.tls) as channel:
+            async for ev in follow_alarms(
+                channel, camera_ids=cfg.camera_ids, after_event_id=args.after if args.after is not None else cfg.after_event_id,
+                include_scores=args.scores or cfg.include_scores,
+            ):
+                if args.json:
+                    from google.protobuf.json_format import MessageToDict
+
+                    print(json.dumps(MessageToDict(ev)), flush=True)
+                else:
+                    print(describe(ev), flush=True)
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pvad.config import DemoConfig, load_config
+    from pvad.demo import run_demo
+
+    cfg = load_config(args.config, "demo") if args.config else DemoConfig()
+    updates = {k: v for k, v in (("source", args.source), ("max_frames", args.max_frames)) if v is not None}
+    if args.workdir:
+        updates["workdir"] = Path(args.workdir)
+    cfg = cfg.model_copy(update=updates)
+    out = sys.stderr if args.json else sys.stdout
+    summary = asyncio.run(run_demo(cfg, out=out))
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    else:
+        print("\nsummary:")
+        for k, v in summary.items():
+            print(f"  {k}: {v}")
+    return 0 if summary["frames_acked"] == summary["frames_sent"] else 1
+
+
+def _cmd_protos(args: argparse.Namespace) -> int:
+    from pvad import protos
+
+    if args.check:
+        bad = protos.stale()
+        for name in bad:
+            print(f"stale: {name} (run `pvad protos build`)", file=sys.stderr)
+        return 1 if bad else 0
+    for p in protos.build():
+        print(p)
+    return 0
+
+
+def _cmd_models_show(args: argparse.Namespace) -> int:
+    from models.checkpoint import load_checkpoint
+
+    _, card = load_checkpoint(Path(args.file))
+    print(json.dumps(card.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pvad", description="Privacy-preserving video anomaly detection, edge to cloud.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("certs", help="make a development CA and server/camera/subscriber certificates")
+    c.add_argument("--out", required=True, help="directory for the PEM files")
+    c.add_argument("--camera", action="append", help="camera id (repeatable; default cam-1)")
+    c.add_argument("--subscriber", action="append", help="subscriber id (repeatable; default demo)")
+    c.add_argument("--days", type=int, default=365)
+    c.set_defaults(func=_cmd_certs)
+
+    c = sub.add_parser("server", help="run the analysis server")
+    c.add_argument("--config", required=True)
+    c.set_defaults(func=_cmd_server)
+
+    c = sub.add_parser("camera", help="run a camera client")
+    c.add_argument("--config", required=True)
+    c.add_argument("--max-frames", type=int)
+    c.set_defaults(func=_cmd_camera)
+
+    c = sub.add_parser("alarms", help="follow the alarm stream")
+    c.add_argument("--config", required=True, help="subscriber config")
+    c.add_argument("--after", type=int, help="resume after this event id")
+    c.add_argument("--scores", action="store_true", help="also print every per-frame score")
+    c.add_argument("--json", action="store_true", help="one JSON object per event")
+    c.set_defaults(func=_cmd_alarms)
+
+    c = sub.add_parser("demo", help="server + camera + subscriber on this machine over mTLS")
+    c.add_argument("--config", help="demo config (default: built-in defaults, see configs/demo.yaml)")
+    c.add_argument("--source", help="video file, device index or RTSP URL (default: a bundled sample video)")
+    c.add_argument("--max-frames", type=int)
+    c.add_argument("--workdir", help="where certificates and the event log go")
+    c.add_argument("--json", action="store_true", help="events to stderr, one JSON summary line to stdout")
+    c.set_defaults(func=_cmd_demo)
+
+    c = sub.add_parser("config", help="configuration tools")
+    csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cc = csub.add_parser("check", help="validate config files; every error with its field path")
+    cc.add_argument("files", nargs="+")
+    cc.add_argument("--kind", choices=["server", "camera", "subscriber", "demo"])
+    cc.set_defaults(func=_cmd_config_check)
+
+    c = sub.add_parser("protos", help="generated gRPC code")
+    c.add_argument("--check", action="store_true", help="fail if pvad/v1 is stale")
+    c.set_defaults(func=_cmd_protos)
+
+    c = sub.add_parser("models", help="model checkpoints")
+    msub = c.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    ms = msub.add_parser("show", help="print a checkpoint's card")
+    ms.add_argument("file")
+    ms.set_defaults(func=_cmd_models_show)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        return args.func(args)
+    except PvadError as err:
+        print(f"pvad: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Configuration: one pydantic model per YAML section, typos fail (`extra="forbid"`).
+
+`load_config(path, kind)` validates a YAML file and raises `ConfigError` whose message lists
+every problem with its field path, e.g. ``analysis.detector.backend: Input should be ...``.
+Runtime state (sockets, models) never lives on these objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pvad.errors import ConfigError
+
+# Frame geometry the paper's autoencoder is built for (G §3.3.1): 240 rows x 320 columns, RGB.
+FRAME_HEIGHT = 240
+FRAME_WIDTH = 320
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+class ServerTLS(Section):
+    ca: Path = Field(description="CA certificate that signed camera and subscriber certificates")
+    cert: Path = Field(description="server certificate (PEM)")
+    key: Path = Field(description="server private key (PEM)")
+
+
+class ClientTLS(Section):
+    ca: Path = Field(description="CA certificate that signed the server certificate")
+    cert: Path = Field(description="this client's certificate (PEM); its CN names its role and id")
+    key: Path = Field(description="this client's private key (PEM)")
+    server_name: str = Field("pvad-server", description="name the server certificate must carry")
+
+
+# --------------------------------------------------------------------------- anonymizers (camera)
+
+
+class DpEncoderAnonymizer(Section):
+    name: Literal["dp-encoder"] = "dp-encoder"
+    checkpoint: Path | None = Field(
+        None, description="autoencoder checkpoint; null = untrained weights from `seed` (said loudly)"
+    )
+    seed: int = Field(0, description="seed of the untrained weights when no checkpoint is given")
+    dtype: Literal["float16", "uint8"] = Field("float16", description="latent dtype on the wire")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+
+class BlurAnonymizer(Section):
+    name: Literal["blur"] = "blur"
+    kernel: int = Field(31, ge=3, le=255, description="Gaussian kernel size in pixels (odd)")
+    jpeg_quality: int = Field(90, ge=10, le=100)
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("must be odd")
+        return v
+
+
+class PixelateAnonymizer(Section):
+    name: Literal["pixelate"] = "pixelate"
+    block: int = Field(16, ge=2, le=160, description="side of a pixel block in pixels")
+    jpeg_quality: int = Field(90, ge=10, le=100)
+
+
+class NoAnonymizer(Section):
+    name: Literal["none"] = "none"
+    jpeg_quality: int = Field(90, ge=10, le=100)
+
+
+AnonymizerConfig = Annotated[
+    Union[DpEncoderAnonymizer, BlurAnonymizer, PixelateAnonymizer, NoAnonymizer],
+    Field(discriminator="name"),
+]
+ANONYMIZER_NAMES = ("dp-encoder", "blur", "pixelate", "none")
+
+
+# --------------------------------------------------------------------------- detectors (server)
+
+
+class UltralyticsDetector(Section):
+    backend: Literal["ultralytics"] = "ultralytics"
+    weights: str = Field("yolov8n.pt", description="weights file; a bare name is downloaded only when online")
+    conf: float = Field(0.25, ge=0.0, le=1.0)
+    imgsz: int = Field(320, ge=32, le=1280)
+
+
+class DarknetDetector(Section):
+    backend: Literal["darknet"] = "darknet"
+    cfg: Path = Field(description="Darknet .cfg file (e.g. yolo-fastest-1.1.cfg)")
+    weights: Path = Field(description="Darknet .weights file")
+    conf: float = Field(0.25, ge=0.0, le=1.0)
+    nms: float = Field(0.45, ge=0.0, le=1.0)
+    input_size: int = Field(320, ge=32, le=1280, description="network input side, multiple of 32")
+
+
+class HogDetector(Section):
+    backend: Literal["hog"] = "hog"
+    hit_threshold: float = 0.0
+    win_stride: int = Field(8, ge=1, le=64)
+    scale: float = Field(1.05, gt=1.0, le=2.0)
+
+
+class NoDetector(Section):
+    backend: Literal["none"] = "none"
+
+
+DetectorConfig = Annotated[
+    Union[UltralyticsDetector, DarknetDetector, HogDetector, NoDetector],
+    Field(discriminator="backend"),
+]
+
+
+# --------------------------------------------------------------------------- analysis (server)
+
+
+class FlowConfig(Section):
+    method: Literal["dis", "farneback"] = "dis"
+    dis_preset: Literal["ultrafast", "fast", "medium"] = "medium"
+    clip: float = Field(20.0, gt=0.0, description="flow magnitude (pixels) mapped to full scale")
+
+
+class ClassifierConfig(Section):
+    checkpoint: Path | None = Field(None, description="trained classifier; null = untrained (said loudly)")
+    backbone: str = Field("resnet50", description="registered backbone: resnet50, resnet18, mobilenet_v3_small, tiny")
+    streams: Literal[1, 2] = Field(2, description="1S (frames) or 2S (frames + optical flow), P Table 1")
+    bag: bool = Field(True, description="join the 80-class bag-of-objects (P §3.1)")
+    hidden: int = Field(4096, ge=1, description="width of the two FC layers")
+    pretrained: Literal["auto", "never"] = Field(
+        "auto", description="auto: ImageNet weights when cached or downloadable; never: random init"
+    )
+    seed: int = 0
+
+
+class BatchingConfig(Section):
+    max_batch: int = Field(1, ge=1, le=256, description="frames from any cameras run through the networks together")
+    max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+
+
+class AnalysisConfig(Section):
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads; null = all cores")
+    flow: FlowConfig = FlowConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    detector: DetectorConfig = HogDetector()
+    batching: BatchingConfig = BatchingConfig()
+
+    @model_validator(mode="after")
+    def _bag_needs_detector(self) -> "AnalysisConfig":
+        if self.classifier.bag and self.detector.backend == "none":
+            raise ValueError("classifier.bag is true but detector.backend is 'none'")
+        return self
+
+
+class ScoringConfig(Section):
+    """Sigmoidal anomaly score parameters (DESIGN.md §5)."""
+
+    tau: float = Field(0.5, gt=0.0, lt=1.0, description="sensibility threshold")
+    nu: float = Field(2.0, gt=0.0, description="reactivity")
+    lb: float = Field(-7.0, description="accumulator lower bound (also x_0)")
+    ub: float = Field(7.0, description="accumulator upper bound")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ScoringConfig":
+        if not self.lb < self.ub:
+            raise ValueError("lb must be below ub")
+        return self
+
+
+class DecoderConfig(Section):
+    checkpoints: list[Path] = Field(
+        default_factory=list, description="autoencoder checkpoints whose decoders this server holds"
+    )
+    untrained_seeds: list[int] = Field(
+        default_factory=lambda: [0],
+        description="also hold the untrained autoencoder made from each seed (development only)",
+    )
+
+
+class LimitsConfig(Section):
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_image_width: int = Field(1920, ge=16)
+    max_image_height: int = Field(1080, ge=16)
+
+
+class EventLogConfig(Section):
+    path: Path = Field(Path("pvad-events.sqlite"), description="SQLite event log (WAL)")
+
+
+class ServerConfig(Section):
+    listen: str = Field("127.0.0.1:50051", description="host:port; port 0 picks a free one")
+    tls: ServerTLS
+    accept: list[Literal["dp-encoder", "blur", "pixelate", "none"]] = Field(
+        default_factory=lambda: ["dp-encoder"], description="payload kinds this server analyses"
+    )
+    decoders: DecoderConfig = DecoderConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    limits: LimitsConfig = LimitsConfig()
+    event_log: EventLogConfig = EventLogConfig()
+
+
+# --------------------------------------------------------------------------- camera
+
+
+class CaptureConfig(Section):
+    source: str = Field(description="video file path, device index (e.g. '0') or rtsp:// URL")
+    target_fps: float = Field(10.0, gt=0.0, le=120.0, description="frames per second sent to the server")
+    max_frames: int | None = Field(None, ge=1, description="stop after this many frames")
+    loop: bool = Field(False, description="restart a file source at its end")
+    realtime: bool = Field(
+        False, description="pace a file source at target_fps (a live source is paced by the device)"
+    )
+
+
+class CameraConfig(Section):
+    camera_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,56}$")
+    server: str = Field(description="analysis server address host:port")
+    tls: ClientTLS
+    capture: CaptureConfig
+    anonymizer: AnonymizerConfig = DpEncoderAnonymizer()
+    max_in_flight: int = Field(32, ge=1, le=4096, description="frames sent but not yet acknowledged")
+
+
+# --------------------------------------------------------------------------- subscriber
+
+
+class SubscriberConfig(Section):
+    server: str
+    tls: ClientTLS
+    camera_ids: list[str] = Field(default_factory=list)
+    include_scores: bool = False
+    after_event_id: int = Field(0, ge=0)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+class DemoConfig(Section):
+    """The embedded default: both ends on this machine, certificates generated into `workdir`."""
+
+    workdir: Path = Field(Path(".pvad/demo"), description="certificates, event log and logs go here")
+    source: str = Field("auto", description="'auto' picks a bundled sample video")
+    camera_id: str = "cam-1"
+    max_frames: int | None = Field(None, ge=1)
+    target_fps: float = Field(10.0, gt=0.0, le=120.0)
+    anonymizer: AnonymizerConfig = DpEncoderAnonymizer()
+    accept: list[Literal["dp-encoder", "blur", "pixelate", "none"]] = Field(
+        default_factory=lambda: ["dp-encoder"]
+    )
+    analysis: AnalysisConfig = Field(
+        default_factory=lambda: AnalysisConfig(
+            classifier=ClassifierConfig(backbone="resnet18"), batching=BatchingConfig(max_batch=1, max_wait_ms=0.0)
+        ),
+        description="CPU profile by default: ResNet-18 streams",
+    )
+    scoring: ScoringConfig = ScoringConfig()
+
+
+KINDS: dict[str, type[BaseModel]] = {
+    "server": ServerConfig,
+    "camera": CameraConfig,
+    "subscriber": SubscriberConfig,
+    "demo": DemoConfig,
+}
+
+
+def format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"{path}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def validate_config(data: Any, model: type[BaseModel], *, origin: str = "config") -> BaseModel:
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as err:
+        raise ConfigError(f"{origin}: {err.error_count()} error(s)\n{format_validation_error(err)}") from None
+
+
+def guess_kind(data: Any) -> str:
+    """Best guess of which kind of file this is, from a `kind:` key or the keys present."""
+    if isinstance(data, dict):
+        if "kind" in data:
+            return str(data["kind"])
+        if "camera_id" in data and "capture" in data:
+            return "camera"
+        if "listen" in data or "decoders" in data:
+            return "server"
+        if "workdir" in data or "source" in data:
+            return "demo"
+        if "include_scores" in data:
+            return "subscriber"
+    raise ConfigError("cannot tell what kind of config this is: add `kind: server|camera|subscriber|demo`")
+
+
+def load_config(path: str | Path, kind: str | None = None) -> BaseModel:
+    """Read and validate a YAML config (relative paths in it are relative to the working directory)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    data = dict(data or {})
+    file_kind = data.pop("kind", None)
+    kind = kind or file_kind or guess_kind(data)
+    if kind not in KINDS:
+        raise ConfigError(f"{path}: kind: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    return validate_config(data, KINDS[kind], origin=str(path))

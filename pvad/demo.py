@@ -1,0 +1,163 @@
+"""`pvad demo`: the embedded default. Both ends on this machine, over mutual TLS on loopback.
+
+Generates a development CA and certificates in the work dir, starts the analysis server on a free
+port, subscribes to its alarm stream, streams a real sample video through the camera's anonymizer,
+prints scores and alarms as they happen, and returns a summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from camera_client.client import run_camera
+from pvad import samples
+from pvad.certs import make_dev_pki
+from pvad.channel import secure_channel
+from pvad.config import (
+    CameraConfig,
+    CaptureConfig,
+    ClientTLS,
+    DarknetDetector,
+    DecoderConfig,
+    DemoConfig,
+    EventLogConfig,
+    HogDetector,
+    ServerConfig,
+    ServerTLS,
+)
+from pvad.subscriber import describe, follow_alarms
+from pvad.v1 import pvad_pb2
+
+log = logging.getLogger(__name__)
+
+YOLO_FASTEST = samples.SHARED_DATA / "weights" / "yolo-fastest-1.1_coco"
+SUBSCRIBER = "demo"
+
+
+def choose_detector(cfg: DemoConfig) -> DemoConfig:
+    """When the demo config names no detector: YOLO-Fastest (COCO-80, from ../shared/data) if present,
+    else OpenCV's HOG people detector (ships with OpenCV; counts people only)."""
+    if "detector" in cfg.analysis.model_fields_set:
+        return cfg
+    cfg_file, weights = YOLO_FASTEST / "yolo-fastest-1.1-xl.cfg", YOLO_FASTEST / "yolo-fastest-1.1-xl.weights"
+    if cfg_file.is_file() and weights.is_file():
+        det = DarknetDetector(cfg=cfg_file, weights=weights)
+    else:
+        det = HogDetector()
+    log.info("demo: no detector configured; using %s", det.backend)
+    analysis = cfg.analysis.model_copy(update={"detector": det})
+    return cfg.model_copy(update={"analysis": analysis})
+
+
+def build_configs(cfg: DemoConfig, *, source: Path | str, pki: dict) -> tuple[ServerConfig, CameraConfig, ClientTLS]:
+    server_paths, cam_paths = pki["server"], pki[f"camera/{cfg.camera_id}"]
+    sub_paths = pki[f"subscriber/{SUBSCRIBER}"]
+    anon = cfg.anonymizer
+    if anon.name == "dp-encoder":
+        decoders = DecoderConfig(checkpoints=[anon.checkpoint], untrained_seeds=[]) if anon.checkpoint \
+            else DecoderConfig(checkpoints=[], untrained_seeds=[anon.seed])
+    else:
+        decoders = DecoderConfig(untrained_seeds=[])
+    events = cfg.workdir / "events.sqlite"
+    for suffix in ("", "-wal", "-shm"):  # each demo run starts with an empty event log
+        Path(str(events) + suffix).unlink(missing_ok=True)
+    server = ServerConfig(
+        listen="127.0.0.1:0",
+        tls=ServerTLS(ca=server_paths.ca, cert=server_paths.cert, key=server_paths.key),
+        accept=cfg.accept,
+        decoders=decoders,
+        analysis=cfg.analysis,
+        scoring=cfg.scoring,
+        event_log=EventLogConfig(path=events),
+    )
+    camera = CameraConfig(
+        camera_id=cfg.camera_id,
+        server="127.0.0.1:0",  # replaced once the server has bound its port
+        tls=ClientTLS(ca=cam_paths.ca, cert=cam_paths.cert, key=cam_paths.key),
+        capture=CaptureConfig(source=str(source), target_fps=cfg.target_fps, max_frames=cfg.max_frames),
+        anonymizer=anon,
+    )
+    sub_tls = ClientTLS(ca=sub_paths.ca, cert=sub_paths.cert, key=sub_paths.key)
+    return server, camera, sub_tls
+
+
+async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, Any]:
+    from analysis_server.service import start_server  # heavy imports (torch models) only when run
+
+    t_start = time.perf_counter()
+    cfg = choose_detector(cfg)
+    source = samples.default_video() if cfg.source == "auto" else Path(cfg.source)
+    log.info("demo: source %s", source)
+    pki = make_dev_pki(cfg.workdir / "certs", cameras=[cfg.camera_id], subscribers=[SUBSCRIBER])
+    server_cfg, camera_cfg, sub_tls = build_configs(cfg, source=source, pki=pki)
+
+    running = await start_server(server_cfg)
+    address = f"127.0.0.1:{running.port}"
+    camera_cfg = camera_cfg.model_copy(update={"server": address})
+    events: list[pvad_pb2.AlarmEvent] = []
+    subscribed = asyncio.Event()
+
+    async def subscriber() -> None:
+        async with secure_channel(address, sub_tls) as channel:
+            subscribed.set()
+            async for ev in follow_alarms(channel, include_scores=True):
+                events.append(ev)
+                print(describe(ev), file=out, flush=True)
+
+    sub_task = asyncio.create_task(subscriber())
+    try:
+        await subscribed.wait()
+        await asyncio.sleep(0.2)  # let the subscription reach the server before the first frame
+        report = await run_camera(camera_cfg)
+        # Let the subscriber receive the last score events before the server goes.
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and sum(e.kind == pvad_pb2.SCORE for e in events) < report.stream.accepted:
+            await asyncio.sleep(0.05)
+    finally:
+        sub_task.cancel()
+        try:
+            await sub_task
+        except (asyncio.CancelledError, Exception):
+            pass
+        stages = running.analyzer.times.ms_per_frame()
+        published = running.hub.published
+        untrained = list(running.analyzer.untrained)
+        await running.stop(grace=1.0)
+
+    st = report.stream
+    scores = st.scores
+    if report.untrained:
+        untrained.insert(0, f"camera anonymizer {report.anonymizer}")
+    c = cfg.analysis.classifier
+    summary = {
+        "frames_sent": st.sent,
+        "frames_acked": st.acked,
+        "frames_accepted": st.accepted,
+        "frames_rejected": st.rejected_total,
+        "anonymizer": report.anonymizer,
+        "transport": "mtls",
+        "source": str(source),
+        "detector": running.analyzer.detector.name,
+        "backbone": c.backbone,
+        "streams": c.streams,
+        "bag": c.bag,
+        "device": str(running.analyzer.device),
+        "events_published": published,
+        "alarms_raised": sum(e.kind == pvad_pb2.ALARM_RAISED for e in events),
+        "score_events_received": sum(e.kind == pvad_pb2.SCORE for e in events),
+        "score_mean": round(statistics.fmean(scores), 4) if scores else None,
+        "score_max": round(max(scores), 4) if scores else None,
+        "latency_ms_p50": round(statistics.median(st.latency_ms), 1) if st.latency_ms else None,
+        "camera_ms_per_frame": {"anonymize": round(report.anonymize_ms, 2)},
+        "wire_bytes_per_frame": round(report.wire_bytes),
+        "server_ms_per_frame": stages,
+        "untrained": untrained,
+        "wall_seconds": round(time.perf_counter() - t_start, 2),
+    }
+    return summary

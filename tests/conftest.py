@@ -1,0 +1,75 @@
+"""Shared fixtures: a development PKI, a tiny analyzer, and helpers to run an in-process server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from pvad.config import (
+    AnalysisConfig,
+    BatchingConfig,
+    ClassifierConfig,
+    ClientTLS,
+    DecoderConfig,
+    EventLogConfig,
+    NoDetector,
+    ServerConfig,
+    ServerTLS,
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+INTEL_VIDEO = SHARED_DATA / "intel_sample_videos" / "one-by-one-person-detection.mp4"
+needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (absent on this clone)")
+
+CAMERAS = ("cam-1", "cam-2")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    from pvad.certs import make_dev_pki
+
+    return make_dev_pki(tmp_path_factory.mktemp("pki"), cameras=CAMERAS, subscribers=("ops",))
+
+
+def tiny_analysis(**overrides) -> AnalysisConfig:
+    base = dict(
+        device="cpu",
+        classifier=ClassifierConfig(backbone="tiny", hidden=32, bag=False, pretrained="never"),
+        detector=NoDetector(),
+        batching=BatchingConfig(max_batch=4, max_wait_ms=2),
+    )
+    base.update(overrides)
+    return AnalysisConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    """One tiny analyzer shared by the server tests (untrained decoder of seed 0, tiny backbone)."""
+    from analysis_server.pipeline import Analyzer
+
+    return Analyzer(tiny_analysis(), DecoderConfig(untrained_seeds=[0]))
+
+
+def server_config(pki, tmp_path, **overrides) -> ServerConfig:
+    s = pki["server"]
+    base = dict(
+        listen="127.0.0.1:0",
+        tls=ServerTLS(ca=s.ca, cert=s.cert, key=s.key),
+        accept=["dp-encoder", "blur", "pixelate"],
+        analysis=tiny_analysis(),
+        event_log=EventLogConfig(path=tmp_path / "events.sqlite"),
+    )
+    base.update(overrides)
+    return ServerConfig(**base)
+
+
+def client_tls(pki, who: str) -> ClientTLS:
+    p = pki[who]
+    return ClientTLS(ca=p.ca, cert=p.cert, key=p.key)
+
+
+def run(coro, timeout: float = 60.0):
+    """Run a coroutine with a hard time limit, so a hung stream fails the test instead of the suite."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))

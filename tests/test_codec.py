@@ -1,0 +1,66 @@
+"""Latent codec round trips within the stated error, and its refusals."""
+
+import numpy as np
+import pytest
+
+from pvad.codec import decode_latent, encode_latent
+from pvad.errors import InvalidFrame
+from pvad.v1 import pvad_pb2
+
+SHAPE = (16, 30, 40)
+
+
+@pytest.fixture
+def latent():
+    return np.random.default_rng(0).normal(0, 3, SHAPE).astype(np.float32)
+
+
+def test_float16_round_trip(latent):
+    msg = encode_latent(latent, encoder_id="abc", dtype="float16")
+    assert len(msg.data) == latent.size * 2
+    out = decode_latent(msg, expected_shape=SHAPE)
+    np.testing.assert_allclose(out, latent, rtol=2**-11, atol=1e-7)
+
+
+def test_uint8_round_trip_error_at_most_half_a_step(latent):
+    msg = encode_latent(latent, encoder_id="abc", dtype="uint8")
+    assert len(msg.data) == latent.size
+    out = decode_latent(msg, expected_shape=SHAPE)
+    assert np.abs(out - latent).max() <= msg.scale / 2 + 1e-6
+    assert msg.scale == pytest.approx((latent.max() - latent.min()) / 255, rel=1e-6)
+
+
+def test_uint8_constant_latent():
+    z = np.zeros(SHAPE, np.float32)
+    out = decode_latent(encode_latent(z, encoder_id="e", dtype="uint8"), expected_shape=SHAPE)
+    assert np.array_equal(out, z)
+
+
+def test_survives_serialisation(latent):
+    msg = encode_latent(latent, encoder_id="abc", dtype="uint8")
+    again = pvad_pb2.Latent.FromString(msg.SerializeToString())
+    assert np.array_equal(decode_latent(again, expected_shape=SHAPE), decode_latent(msg, expected_shape=SHAPE))
+
+
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda m: m.ClearField("shape") or m.shape.extend([16, 30, 41]), "shape"),
+        (lambda m: setattr(m, "dtype", pvad_pb2.DTYPE_UNSPECIFIED), "dtype"),
+        (lambda m: setattr(m, "data", m.data[:-1]), "bytes"),
+        (lambda m: setattr(m, "data", np.full(SHAPE, np.nan, "<f2").tobytes()), "NaN"),
+        (lambda m: setattr(m, "data", np.full(SHAPE, np.inf, "<f2").tobytes()), "infinite"),
+    ],
+)
+def test_bad_latents_are_refused(latent, mutate, words):
+    msg = encode_latent(latent, encoder_id="abc", dtype="float16")
+    mutate(msg)
+    with pytest.raises(InvalidFrame, match=words):
+        decode_latent(msg, expected_shape=SHAPE)
+
+
+def test_uint8_bad_scale_refused(latent):
+    msg = encode_latent(latent, encoder_id="abc", dtype="uint8")
+    msg.scale = float("nan")
+    with pytest.raises(InvalidFrame, match="scale"):
+        decode_latent(msg, expected_shape=SHAPE)
