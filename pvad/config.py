@@ -253,6 +253,7 @@ class DemoConfig(Section):
     camera_id: str = "cam-1"
     max_frames: int | None = Field(None, ge=1)
     target_fps: float = Field(10.0, gt=0.0, le=120.0)
+    max_in_flight: int = Field(4, ge=1, le=4096, description="camera's unacknowledged frames at most")
     anonymizer: AnonymizerConfig = DpEncoderAnonymizer()
     accept: list[Literal["dp-encoder", "blur", "pixelate", "none"]] = Field(
         default_factory=lambda: ["dp-encoder"]

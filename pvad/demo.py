@@ -82,6 +82,7 @@ def build_configs(cfg: DemoConfig, *, source: Path | str, pki: dict) -> tuple[Se
         tls=ClientTLS(ca=cam_paths.ca, cert=cam_paths.cert, key=cam_paths.key),
         capture=CaptureConfig(source=str(source), target_fps=cfg.target_fps, max_frames=cfg.max_frames),
         anonymizer=anon,
+        max_in_flight=cfg.max_in_flight,
     )
     sub_tls = ClientTLS(ca=sub_paths.ca, cert=sub_paths.cert, key=sub_paths.key)
     return server, camera, sub_tls

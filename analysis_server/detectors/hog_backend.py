@@ -1,0 +1,56 @@
+"""OpenCV's HOG + linear SVM people detector: ships with OpenCV (< 5), needs no weights file.
+
+It reports people only, so a bag-of-objects from it has a person count and 79 zeros. Its window is
+64x128 pixels: in a 320x240 frame only people taller than about 128 px are found, so frames are
+upscaled 2x before detection (boxes are mapped back).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+from analysis_server.detectors.base import PERSON, Detections, Detector, register_detector
+from pvad.config import HogDetector
+from pvad.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+UPSCALE_BELOW_HEIGHT = 480
+
+
+class HogPeople(Detector):
+    name = "hog"
+    classes = ("person",)
+
+    def __init__(self, cfg: HogDetector) -> None:
+        if not hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector"):
+            raise ModelLoadError("this OpenCV has no HOG people detector (removed in OpenCV 5): install opencv-python<5")
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.cfg = cfg
+        log.info("detector: OpenCV HOG people detector (person count only)")
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        h = frame_bgr.shape[0]
+        k = 2.0 if h < UPSCALE_BELOW_HEIGHT else 1.0
+        img = cv2.resize(frame_bgr, None, fx=k, fy=k, interpolation=cv2.INTER_LINEAR) if k != 1.0 else frame_bgr
+        s = self.cfg.win_stride
+        rects, weights = self.hog.detectMultiScale(
+            img, hitThreshold=self.cfg.hit_threshold, winStride=(s, s), scale=self.cfg.scale
+        )
+        if len(rects) == 0:
+            return Detections.empty()
+        rects = np.asarray(rects, np.float32) / k
+        scores = np.asarray(weights, np.float32).reshape(-1)
+        idx = np.asarray(cv2.dnn.NMSBoxes(rects.tolist(), scores.tolist(), float(self.cfg.hit_threshold), 0.45)).reshape(-1)
+        rects, scores = rects[idx], scores[idx]
+        boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], 1)
+        return Detections.from_arrays(boxes, scores, np.full(len(idx), PERSON))
+
+
+@register_detector("hog")
+def _make(cfg: HogDetector) -> Detector:
+    return HogPeople(cfg)
