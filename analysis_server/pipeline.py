@@ -84,6 +84,7 @@ class Analyzer:
             torch.set_num_threads(analysis.threads)
         self.device = resolve_device(analysis.device)
         self.cfg = analysis
+        self.detector = create_detector(analysis.detector)  # first: the most likely to fail (missing file)
         self.decoders = DecoderBank(decoders, self.device)
         c = analysis.classifier
         self.classifier, self.card = load_classifier(
@@ -91,7 +92,6 @@ class Analyzer:
             pretrained=c.pretrained == "auto", seed=c.seed,
         )
         self.classifier = self.classifier.to(self.device).eval()
-        self.detector = create_detector(analysis.detector)
         self.flow = FlowEstimator(analysis.flow)
         self._mean = torch.tensor(self.card.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(self.card.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)

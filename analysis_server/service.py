@@ -163,6 +163,11 @@ class RunningServer:
     health: health.aio.HealthServicer
 
     async def stop(self, grace: float | None = 5.0) -> None:
+        c = self.ingest.counters
+        log.info(
+            "frames received %d, accepted %d, duplicates %d, refused %s; ms/frame by stage %s",
+            c.received, c.accepted, c.duplicates, c.rejected or 0, self.analyzer.times.ms_per_frame(),
+        )
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.batcher.stop()

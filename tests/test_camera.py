@@ -1,6 +1,5 @@
 """Camera side: capture sampling and resizing on a real clip; every registered anonymizer."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

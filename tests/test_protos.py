@@ -2,7 +2,6 @@
 
 import shutil
 
-import pytest
 
 from pvad import protos
 
