@@ -246,3 +246,44 @@ def test_alarm_resume_after_reconnect_returns_exactly_the_missed_events(pki, tmp
     assert seen[0].kind == pvad_pb2.ALARM_RAISED and seen[0].seq == 4
     assert [e.event_id for e in resumed] == [e.event_id for e in all_events[1:]]
     assert [e.seq for e in resumed] == [5, 6, 7]
+
+
+class _RecordingAnalyzer(_FixedAnalyzer):
+    """Records batch sizes; slow enough that frames from other cameras queue up behind a batch."""
+
+    def __init__(self, real):
+        super().__init__(real, [])
+        self.batch_sizes = []
+
+    def analyze(self, items):
+        import time
+
+        self.batch_sizes.append(len(items))
+        time.sleep(0.05)
+        return [0.1] * len(items)
+
+
+def test_frames_from_several_cameras_share_batches(pki, tmp_path, analyzer, encoder):
+    from pvad.config import BatchingConfig
+
+    from conftest import tiny_analysis
+
+    cfg = server_config(pki, tmp_path, analysis=tiny_analysis(batching=BatchingConfig(max_batch=2, max_wait_ms=20)))
+
+    async def scenario():
+        rec = _RecordingAnalyzer(analyzer)
+        srv = await start_server(cfg, analyzer=rec)
+        address = f"127.0.0.1:{srv.port}"
+        try:
+            acks = await asyncio.gather(*[
+                exchange(address, client_tls(pki, f"camera/{cam}"), [latent_frame(encoder, s, camera=cam) for s in range(1, 7)])
+                for cam in ("cam-1", "cam-2")
+            ])
+            return acks, rec.batch_sizes
+        finally:
+            await srv.stop(0)
+
+    acks, sizes = run(scenario())
+    assert all(a.outcome == pvad_pb2.ACCEPTED for stream in acks for a in stream)
+    assert sum(sizes) == 12 and max(sizes) == 2  # never above max_batch
+    assert sizes.count(2) >= 4  # the two cameras' frames went through together
