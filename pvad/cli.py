@@ -114,6 +114,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, "demo") if args.config else DemoConfig()
     updates = {k: v for k, v in (("source", args.source), ("max_frames", args.max_frames)) if v is not None}
+    if args.all_frames:
+        updates["max_frames"] = None
     if args.workdir:
         updates["workdir"] = Path(args.workdir)
     cfg = cfg.model_copy(update=updates)
@@ -181,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("demo", help="server + camera + subscriber on this machine over mTLS")
     c.add_argument("--config", help="demo config (default: built-in defaults, see configs/demo.yaml)")
     c.add_argument("--source", help="video file, device index or RTSP URL (default: a bundled sample video)")
-    c.add_argument("--max-frames", type=int)
+    c.add_argument("--max-frames", type=int, help="stop after N frames (default 300)")
+    c.add_argument("--all-frames", action="store_true", help="stream the whole source")
     c.add_argument("--workdir", help="where certificates and the event log go")
     c.add_argument("--json", action="store_true", help="events to stderr, one JSON summary line to stdout")
     c.set_defaults(func=_cmd_demo)

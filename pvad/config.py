@@ -251,7 +251,7 @@ class DemoConfig(Section):
     workdir: Path = Field(Path(".pvad/demo"), description="certificates, event log and logs go here")
     source: str = Field("auto", description="'auto' picks a bundled sample video")
     camera_id: str = "cam-1"
-    max_frames: int | None = Field(None, ge=1)
+    max_frames: int | None = Field(300, ge=1, description="stop after this many frames; null = the whole source")
     target_fps: float = Field(10.0, gt=0.0, le=120.0)
     max_in_flight: int = Field(4, ge=1, le=4096, description="camera's unacknowledged frames at most")
     anonymizer: AnonymizerConfig = DpEncoderAnonymizer()
