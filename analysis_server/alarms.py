@@ -32,7 +32,24 @@ CREATE TABLE IF NOT EXISTS events (
     time_ns INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_camera ON events (camera_id, id);
+CREATE TABLE IF NOT EXISTS camera_state (
+    camera_id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    accumulator REAL NOT NULL,
+    alarm INTEGER NOT NULL
+);
 """
+
+
+@dataclass(frozen=True)
+class SavedCamera:
+    """What survives a server restart for one camera (the rule: sequence numbers, SAS accumulator
+    and alarm state are restored; optical-flow state is not, so the first frame after a restart
+    has zero flow)."""
+
+    last_seq: int
+    accumulator: float
+    alarm: bool
 
 
 def _to_message(row: tuple) -> pvad_pb2.AlarmEvent:
@@ -65,6 +82,42 @@ class EventLog:
                 "INSERT INTO events (camera_id, kind, seq, score, confidence, time_ns) VALUES (?,?,?,?,?,?)", row
             )
             return _to_message((cur.lastrowid, *row))
+
+    def commit_frame(
+        self, *, camera_id: str, seq: int, accumulator: float, alarm: bool,
+        event_kind: int | None = None, score: float = 0.0, confidence: float = 0.0,
+    ) -> pvad_pb2.AlarmEvent | None:
+        """Record that `seq` was scored, and the alarm event it caused if any, in one transaction.
+        Called before the frame is acknowledged: an acknowledged frame is never scored again."""
+        now = time.time_ns()
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute(
+                    "INSERT INTO camera_state (camera_id, last_seq, accumulator, alarm) VALUES (?,?,?,?) "
+                    "ON CONFLICT(camera_id) DO UPDATE SET last_seq=excluded.last_seq, "
+                    "accumulator=excluded.accumulator, alarm=excluded.alarm",
+                    (camera_id, int(seq), float(accumulator), int(alarm)),
+                )
+                event = None
+                if event_kind is not None:
+                    row = (camera_id, int(event_kind), int(seq), float(score), float(confidence), now)
+                    cur = self._db.execute(
+                        "INSERT INTO events (camera_id, kind, seq, score, confidence, time_ns) VALUES (?,?,?,?,?,?)", row
+                    )
+                    event = _to_message((cur.lastrowid, *row))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return event
+
+    def load_camera(self, camera_id: str) -> SavedCamera | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT last_seq, accumulator, alarm FROM camera_state WHERE camera_id = ?", (camera_id,)
+            ).fetchone()
+        return SavedCamera(int(row[0]), float(row[1]), bool(row[2])) if row else None
 
     def since(self, after_id: int, camera_ids: Iterable[str] = (), limit: int = 1000) -> list[pvad_pb2.AlarmEvent]:
         cams = list(camera_ids)
@@ -114,16 +167,22 @@ class AlarmHub:
         return len(self._subs)
 
     async def publish_alarm(self, *, camera_id: str, kind: int, seq: int, score: float, confidence: float) -> pvad_pb2.AlarmEvent:
+        """Persist an alarm event, then publish it."""
         ev = await asyncio.to_thread(
             self.log.append, camera_id=camera_id, kind=kind, seq=seq, score=score, confidence=confidence
         )
+        self.announce(ev)
+        return ev
+
+    def announce(self, ev: pvad_pb2.AlarmEvent) -> None:
+        """Publish an event that is already in the log: wake the subscribers that want it."""
         self._last_id = max(self._last_id, ev.event_id)
         self.published += 1
-        log.info("%s camera=%s seq=%d score=%.3f (event %d)", pvad_pb2.EventKind.Name(kind), camera_id, seq, score, ev.event_id)
+        log.info("%s camera=%s seq=%d score=%.3f (event %d)", pvad_pb2.EventKind.Name(ev.kind), ev.camera_id, ev.seq,
+                 ev.score, ev.event_id)
         for sub in list(self._subs):
-            if sub.wants(camera_id) and sub.queue.empty():
+            if sub.wants(ev.camera_id) and sub.queue.empty():
                 sub.queue.put_nowait(None)  # a wake-up; the subscriber re-reads the log
-        return ev
 
     def publish_score(self, *, camera_id: str, seq: int, score: float, confidence: float) -> None:
         ev = pvad_pb2.AlarmEvent(camera_id=camera_id, kind=pvad_pb2.SCORE, seq=seq, score=score, confidence=confidence)

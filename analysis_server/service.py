@@ -81,8 +81,13 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         st = self.cameras.get(camera_id)
         if st is None:
             st = CameraState(SigmoidalAnomalyScore(self.cfg.scoring), self.analyzer.new_camera_flow(), lock=asyncio.Lock())
+            saved = self.hub.log.load_camera(camera_id)
+            if saved is not None:  # restart rule: see analysis_server.alarms.SavedCamera
+                st.last_seq, st.sas.x, st.sas.alarm = saved.last_seq, saved.accumulator, saved.alarm
+                log.info("camera %s: state restored (last seq %d, alarm %s)", camera_id, saved.last_seq, saved.alarm)
+            else:
+                log.info("camera %s: first frame, new state", camera_id)
             self.cameras[camera_id] = st
-            log.info("camera %s: first frame, new state", camera_id)
         return st
 
     async def _handle(self, frame: pvad_pb2.Frame, camera_id: str) -> pvad_pb2.FrameAck:
@@ -100,12 +105,14 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
                     )
                 sigma = await self.batcher.submit(st.flow, payload)
                 upd = st.sas.update(sigma)
+                kind = pvad_pb2.ALARM_RAISED if upd.raised else pvad_pb2.ALARM_CLEARED if upd.cleared else None
+                event = await asyncio.to_thread(
+                    self.hub.log.commit_frame, camera_id=camera_id, seq=frame.seq, accumulator=upd.accumulator,
+                    alarm=upd.alarm, event_kind=kind, score=upd.score, confidence=sigma,
+                )
                 st.last_seq = frame.seq
-                if upd.raised or upd.cleared:
-                    await self.hub.publish_alarm(
-                        camera_id=camera_id, kind=pvad_pb2.ALARM_RAISED if upd.raised else pvad_pb2.ALARM_CLEARED,
-                        seq=frame.seq, score=upd.score, confidence=sigma,
-                    )
+                if event is not None:
+                    self.hub.announce(event)
                 self.hub.publish_score(camera_id=camera_id, seq=frame.seq, score=upd.score, confidence=sigma)
         except PvadError as err:
             self.counters.reject(err.code)

@@ -1,16 +1,20 @@
-"""Run one camera: capture -> anonymize on the device -> stream to the server over mutual TLS."""
+"""Run one camera: capture -> anonymize on the device -> buffer -> stream to the server over mTLS.
+
+Capture goes on while the server is unreachable: frames wait in the bounded buffer and are sent
+(or resent) once a connection is back.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from camera_client.anonymize import Anonymizer, create_anonymizer
-from camera_client.capture import iter_frames
-from camera_client.transport import AckCallback, StreamStats, stream_frames
+from camera_client.buffer import FrameBuffer
+from camera_client.capture import is_live, iter_frames
+from camera_client.transport import AckCallback, StreamStats, Uplink
 from pvad.channel import secure_channel
 from pvad.config import CameraConfig
 from pvad.v1 import pvad_pb2
@@ -23,8 +27,16 @@ class CameraReport:
     stream: StreamStats
     anonymizer: str
     untrained: bool
+    captured: int
+    dropped: int  # frames the full buffer dropped (never sent)
+    buffer_peak: int
     anonymize_ms: float  # mean per frame, capture excluded
     wire_bytes: float  # mean payload bytes per frame
+
+    @property
+    def lost(self) -> int:
+        """Frames captured that the server never acknowledged (dropped ones included)."""
+        return self.captured - self.stream.acked
 
 
 def first_seq() -> int:
@@ -43,8 +55,8 @@ def make_frame(camera_id: str, seq: int, capture_time_ns: int, payload) -> pvad_
     return frame
 
 
-async def anonymized_frames(cfg: CameraConfig, anonymizer: Anonymizer, totals: dict) -> AsyncIterator[pvad_pb2.Frame]:
-    """Capture and anonymize in a worker thread, one frame at a time, while the stream sends."""
+async def capture_into(cfg: CameraConfig, anonymizer: Anonymizer, buffer: FrameBuffer, totals: dict) -> None:
+    """Capture and anonymize in a worker thread, one frame at a time, into the buffer."""
     source = iter_frames(cfg.capture)
     base = first_seq()
     sentinel = object()
@@ -61,18 +73,39 @@ async def anonymized_frames(cfg: CameraConfig, anonymizer: Anonymizer, totals: d
         totals["frames"] += 1
         return frame
 
-    while (frame := await asyncio.to_thread(produce)) is not None:
-        yield frame
+    try:
+        while (frame := await asyncio.to_thread(produce)) is not None:
+            await buffer.put(frame)
+    finally:
+        await buffer.close()
+
+
+def buffer_policy(cfg: CameraConfig) -> str:
+    if cfg.buffer.policy != "auto":
+        return cfg.buffer.policy
+    return "drop-oldest" if is_live(cfg.capture.source) else "block"
 
 
 async def run_camera(cfg: CameraConfig, *, on_ack: AckCallback | None = None, anonymizer: Anonymizer | None = None) -> CameraReport:
     anonymizer = anonymizer or await asyncio.to_thread(create_anonymizer, cfg.anonymizer)
     totals = {"anonymize_s": 0.0, "bytes": 0, "frames": 0}
-    log.info("camera %s: streaming %s through %s to %s", cfg.camera_id, cfg.capture.source, anonymizer.name, cfg.server)
-    async with secure_channel(cfg.server, cfg.tls) as channel:
-        stats = await stream_frames(
-            channel, anonymized_frames(cfg, anonymizer, totals), max_in_flight=cfg.max_in_flight, on_ack=on_ack
-        )
+    buffer = FrameBuffer(cfg.buffer.capacity, buffer_policy(cfg))
+    log.info("camera %s: streaming %s through %s to %s (buffer %d, %s)", cfg.camera_id, cfg.capture.source,
+             anonymizer.name, cfg.server, buffer.capacity, buffer.policy)
+    uplink = Uplink(lambda: secure_channel(cfg.server, cfg.tls), buffer, max_in_flight=cfg.max_in_flight,
+                    reconnect=cfg.reconnect, on_ack=on_ack)
+    capture = asyncio.create_task(capture_into(cfg, anonymizer, buffer, totals))
+    try:
+        stats = await uplink.run()
+        await capture  # re-raises a capture error
+    finally:
+        capture.cancel()
     n = max(totals["frames"], 1)
-    log.info("camera %s: sent %d, acked %d, refused %d", cfg.camera_id, stats.sent, stats.acked, stats.rejected_total)
-    return CameraReport(stats, anonymizer.name, anonymizer.untrained, 1000.0 * totals["anonymize_s"] / n, totals["bytes"] / n)
+    report = CameraReport(
+        stats, anonymizer.name, anonymizer.untrained, totals["frames"], buffer.dropped, buffer.peak,
+        1000.0 * totals["anonymize_s"] / n, totals["bytes"] / n,
+    )
+    log.info("camera %s: captured %d, sent %d (%d resent), acked %d, refused %d, dropped %d, reconnects %d",
+             cfg.camera_id, report.captured, stats.sent, stats.resent, stats.acked, stats.rejected_total,
+             report.dropped, stats.reconnects)
+    return report

@@ -76,9 +76,10 @@ def _cmd_camera(args: argparse.Namespace) -> int:
 
     report = asyncio.run(run_camera(cfg, on_ack=on_ack))
     st = report.stream
-    print(json.dumps({"frames_sent": st.sent, "frames_acked": st.acked, "frames_rejected": st.rejected_total,
-                      "rejected": st.rejected, "anonymizer": report.anonymizer}))
-    return 0 if st.acked == st.sent else 1
+    print(json.dumps({"frames_captured": report.captured, "frames_acked": st.acked, "frames_lost": report.lost,
+                      "frames_dropped": report.dropped, "frames_resent": st.resent, "reconnects": st.reconnects,
+                      "frames_rejected": st.rejected_total, "rejected": st.rejected, "anonymizer": report.anonymizer}))
+    return 0 if report.lost == 0 else 1
 
 
 def _cmd_alarms(args: argparse.Namespace) -> int:

@@ -222,6 +222,21 @@ class CaptureConfig(Section):
     )
 
 
+class BufferConfig(Section):
+    """Frames captured but not yet acknowledged; resent after a reconnect."""
+
+    capacity: int = Field(512, ge=1, le=1_000_000)
+    policy: Literal["auto", "block", "drop-oldest", "drop-newest"] = Field(
+        "auto", description="when full: block capture (auto for files) or drop a frame (auto for live sources)"
+    )
+
+
+class ReconnectConfig(Section):
+    initial_backoff_s: float = Field(0.2, gt=0.0, le=60.0)
+    max_backoff_s: float = Field(10.0, gt=0.0, le=600.0)
+    give_up_after_s: float | None = Field(None, gt=0.0, description="stop after this long without a connection")
+
+
 class CameraConfig(Section):
     camera_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,56}$")
     server: str = Field(description="analysis server address host:port")
@@ -229,6 +244,8 @@ class CameraConfig(Section):
     capture: CaptureConfig
     anonymizer: AnonymizerConfig = DpEncoderAnonymizer()
     max_in_flight: int = Field(32, ge=1, le=4096, description="frames sent but not yet acknowledged")
+    buffer: BufferConfig = BufferConfig()
+    reconnect: ReconnectConfig = ReconnectConfig()
 
 
 # --------------------------------------------------------------------------- subscriber

@@ -137,7 +137,10 @@ async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, An
         untrained.insert(0, f"camera anonymizer {report.anonymizer}")
     c = cfg.analysis.classifier
     summary = {
-        "frames_sent": st.sent,
+        "frames_captured": report.captured,
+        "frames_sent": st.sent - st.resent,  # distinct frames
+        "frames_resent": st.resent,
+        "frames_dropped": report.dropped,
         "frames_acked": st.acked,
         "frames_accepted": st.accepted,
         "frames_rejected": st.rejected_total,
