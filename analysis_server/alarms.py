@@ -155,9 +155,10 @@ class _Subscriber:
 class AlarmHub:
     """Persist-then-publish fan-out of alarm events, plus live score events."""
 
-    def __init__(self, event_log: EventLog, *, queue_size: int = 256) -> None:
+    def __init__(self, event_log: EventLog, *, queue_size: int = 256, dropped=None) -> None:
         self.log = event_log
         self.queue_size = queue_size
+        self._dropped_counter = dropped  # a prometheus Counter, or None
         self._subs: set[_Subscriber] = set()
         self._last_id = event_log.last_id()
         self.published = 0
@@ -193,6 +194,8 @@ class AlarmHub:
                     sub.queue.put_nowait(ev)
                 except asyncio.QueueFull:
                     sub.dropped_scores += 1
+                    if self._dropped_counter is not None:
+                        self._dropped_counter.inc()
 
     async def subscribe(
         self, *, after_event_id: int, camera_ids: Iterable[str] = (), include_scores: bool = False

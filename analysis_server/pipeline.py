@@ -100,6 +100,7 @@ class Analyzer:
             self.untrained.append(f"classifier ({c.backbone}, {self.card.provenance})")
             log.warning("classifier is UNTRAINED (%s): scores carry no meaning", self.card.provenance)
         self.times = StageTimes()
+        self.stage_observer = None  # a prometheus Histogram with a `stage` label, set by the service
         log.info(
             "analysis: device=%s backbone=%s streams=%d bag=%s detector=%s flow=%s",
             self.device, c.backbone, c.streams, c.bag, self.detector.name, analysis.flow.method,
@@ -148,6 +149,8 @@ class Analyzer:
         t4 = time.perf_counter()
         for stage, dt in (("decode", t1 - t0), ("flow", t2 - t1), ("detector", t3 - t2), ("classifier", t4 - t3)):
             self.times.add(stage, dt)
+            if self.stage_observer is not None:
+                self.stage_observer.labels(stage).observe(dt / len(items))
         self.times.frames += len(items)
         return [float(s) for s in sigma]
 
@@ -169,6 +172,7 @@ class Batcher:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self.batches = 0
+        self.observe = None  # ServerMetrics, set by the service
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pvad-batcher")
@@ -214,6 +218,8 @@ class Batcher:
                         j.future.set_exception(err)
                 continue
             self.batches += 1
+            if self.observe is not None:
+                self.observe.batch_size.observe(len(jobs))
             for j, s in zip(jobs, sigmas):
                 if not j.future.done():
                     j.future.set_result(s)

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from analysis_server.alarms import AlarmHub, EventLog
 from analysis_server.flow import CameraFlow
+from analysis_server.metrics import ServerMetrics
 from analysis_server.pipeline import Analyzer, Batcher
 from analysis_server.scoring import SigmoidalAnomalyScore
 from analysis_server.validate import parse_frame
@@ -69,13 +70,19 @@ class Counters:
 
 
 class IngestService(pvad_pb2_grpc.IngestServicer):
-    def __init__(self, cfg: ServerConfig, analyzer: Analyzer, batcher: Batcher, hub: AlarmHub) -> None:
+    def __init__(self, cfg: ServerConfig, analyzer: Analyzer, batcher: Batcher, hub: AlarmHub, metrics: ServerMetrics) -> None:
         self.cfg = cfg
         self.analyzer = analyzer
         self.batcher = batcher
         self.hub = hub
         self.cameras: dict[str, CameraState] = {}
         self.counters = Counters()
+        self.metrics = metrics
+        self.streams: dict[str, int] = {}
+        self.draining = False
+        self._busy = 0  # frames between receipt and ack
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def _camera(self, camera_id: str) -> CameraState:
         st = self.cameras.get(camera_id)
@@ -93,12 +100,14 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
     async def _handle(self, frame: pvad_pb2.Frame, camera_id: str) -> pvad_pb2.FrameAck:
         t0 = time.perf_counter()
         self.counters.received += 1
+        self.metrics.frames_received.inc()
         try:
             payload = parse_frame(frame, cfg=self.cfg, peer_camera_id=camera_id, encoders=self.analyzer.decoders.shapes)
             st = self._camera(camera_id)
             async with st.lock:
                 if frame.seq <= st.last_seq:
                     self.counters.duplicates += 1
+                    self.metrics.frames_duplicate.inc()
                     return pvad_pb2.FrameAck(
                         seq=frame.seq, outcome=pvad_pb2.DUPLICATE, message=f"seq {frame.seq} was analysed already",
                         score=st.sas.score, alarm=st.sas.alarm,
@@ -113,50 +122,102 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
                 st.last_seq = frame.seq
                 if event is not None:
                     self.hub.announce(event)
+                    self.metrics.alarms.labels(pvad_pb2.EventKind.Name(event.kind)).inc()
                 self.hub.publish_score(camera_id=camera_id, seq=frame.seq, score=upd.score, confidence=sigma)
         except PvadError as err:
             self.counters.reject(err.code)
+            self.metrics.frames_rejected.labels(err.code.name).inc()
             log.info("camera %s seq %d refused: %s: %s", camera_id, frame.seq, err.code.name, err)
             return pvad_pb2.FrameAck(
                 seq=frame.seq, outcome=pvad_pb2.REJECTED, status_code=err.code.value[0], message=str(err)
             )
         except Exception as err:  # never let one frame take the stream down
             self.counters.reject(grpc.StatusCode.INTERNAL)
+            self.metrics.frames_rejected.labels("INTERNAL").inc()
             log.exception("camera %s seq %d: analysis failed", camera_id, frame.seq)
             return pvad_pb2.FrameAck(
                 seq=frame.seq, outcome=pvad_pb2.REJECTED, status_code=grpc.StatusCode.INTERNAL.value[0],
                 message=f"internal error: {type(err).__name__}",
             )
         self.counters.accepted += 1
+        self.metrics.frames_accepted.inc()
+        elapsed = time.perf_counter() - t0
+        self.metrics.frame_seconds.observe(elapsed)
         return pvad_pb2.FrameAck(
             seq=frame.seq, outcome=pvad_pb2.ACCEPTED, confidence=sigma, score=upd.score, alarm=upd.alarm,
-            server_ms=1000.0 * (time.perf_counter() - t0),
+            server_ms=1000.0 * elapsed,
         )
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop taking new frames; wait until every frame already received is acknowledged."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     async def Stream(self, request_iterator: AsyncIterator[pvad_pb2.Frame], context) -> AsyncIterator[pvad_pb2.FrameAck]:
         camera_id = await peer_identity(context, "camera")
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
+        limit = self.cfg.limits.max_streams_per_camera
+        if self.streams.get(camera_id, 0) >= limit:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"camera {camera_id} already has {limit} open streams")
+        self.streams[camera_id] = self.streams.get(camera_id, 0) + 1
+        self.metrics.streams.inc()
         log.info("camera %s connected from %s", camera_id, context.peer())
         n = 0
         try:
             async for frame in request_iterator:
+                if self.draining:  # unacknowledged: the camera resends it to whoever serves next
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
                 n += 1
-                yield await self._handle(frame, camera_id)
+                self._busy += 1
+                self._idle.clear()
+                try:
+                    ack = await self._handle(frame, camera_id)
+                finally:
+                    self._busy -= 1
+                    if not self._busy:
+                        self._idle.set()
+                yield ack
         finally:
+            self.streams[camera_id] -= 1
+            self.metrics.streams.dec()
             log.info("camera %s stream ended after %d frames", camera_id, n)
 
 
 class AlarmsService(pvad_pb2_grpc.AlarmsServicer):
-    def __init__(self, hub: AlarmHub) -> None:
+    def __init__(self, cfg: ServerConfig, hub: AlarmHub, metrics: ServerMetrics) -> None:
+        self.cfg = cfg
         self.hub = hub
+        self.metrics = metrics
 
     async def Subscribe(self, request: pvad_pb2.SubscribeRequest, context) -> AsyncIterator[pvad_pb2.AlarmEvent]:
         who = await peer_identity(context, "subscriber")
-        log.info("subscriber %s: cameras=%s after=%d scores=%s", who, list(request.camera_ids) or "all",
+        allowed = self.cfg.access.cameras_for(who)
+        wanted = frozenset(request.camera_ids)
+        if allowed is not None:
+            if wanted - allowed:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                    f"subscriber {who} may not follow cameras {sorted(wanted - allowed)}")
+            if not allowed:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"subscriber {who} may follow no camera")
+            wanted = wanted or allowed
+        if self.hub.subscribers >= self.cfg.limits.max_subscribers:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"the server has {self.cfg.limits.max_subscribers} subscribers already")
+        log.info("subscriber %s: cameras=%s after=%d scores=%s", who, sorted(wanted) or "all",
                  request.after_event_id, request.include_scores)
-        async for ev in self.hub.subscribe(
-            after_event_id=request.after_event_id, camera_ids=request.camera_ids, include_scores=request.include_scores
-        ):
-            yield ev
+        self.metrics.subscribers.inc()
+        try:
+            async for ev in self.hub.subscribe(
+                after_event_id=request.after_event_id, camera_ids=wanted, include_scores=request.include_scores
+            ):
+                yield ev
+        finally:
+            self.metrics.subscribers.dec()
 
 
 @dataclass
@@ -168,15 +229,25 @@ class RunningServer:
     hub: AlarmHub
     ingest: IngestService
     health: health.aio.HealthServicer
+    metrics: ServerMetrics
+    metrics_port: int | None
 
     async def stop(self, grace: float | None = 5.0) -> None:
+        """Graceful stop: health says NOT_SERVING, frames already received are analysed and
+        acknowledged (up to `grace` seconds), then every stream ends with UNAVAILABLE so cameras
+        reconnect and resend what was not acknowledged. `grace=0` stops at once."""
+        await self.health.enter_graceful_shutdown()
+        if grace:
+            drained = await self.ingest.drain(grace)
+            log.info("drain %s", "complete" if drained else f"cut short after {grace} s")
+        else:
+            self.ingest.draining = True
         c = self.ingest.counters
         log.info(
             "frames received %d, accepted %d, duplicates %d, refused %s; ms/frame by stage %s",
             c.received, c.accepted, c.duplicates, c.rejected or 0, self.analyzer.times.ms_per_frame(),
         )
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        await self.server.stop(0.5 if grace else 0)
         await self.batcher.stop()
         self.hub.log.close()
 
@@ -190,14 +261,22 @@ async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -
     """Start serving on `cfg.listen` with mutual TLS; returns once the port is bound."""
     analyzer = analyzer or await asyncio.to_thread(build_analyzer, cfg)
     batcher = Batcher(analyzer, max_batch=cfg.analysis.batching.max_batch, max_wait_ms=cfg.analysis.batching.max_wait_ms)
-    hub = AlarmHub(EventLog(cfg.event_log.path))
+    metrics = ServerMetrics()
+    hub = AlarmHub(EventLog(cfg.event_log.path), queue_size=cfg.limits.subscriber_queue, dropped=metrics.scores_dropped)
+    batcher.observe = metrics
+    analyzer.stage_observer = metrics.stage_seconds
     limit = cfg.limits.max_message_bytes
-    server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
-    )
-    ingest = IngestService(cfg, analyzer, batcher, hub)
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        # Find dead peers (a cut network) within about 30 s instead of hours.
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ])
+    ingest = IngestService(cfg, analyzer, batcher, hub, metrics)
     pvad_pb2_grpc.add_IngestServicer_to_server(ingest, server)
-    pvad_pb2_grpc.add_AlarmsServicer_to_server(AlarmsService(hub), server)
+    pvad_pb2_grpc.add_AlarmsServicer_to_server(AlarmsService(cfg, hub, metrics), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [
@@ -215,5 +294,6 @@ async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -
     await server.start()
     for name in names[:2] + [""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    metrics_port = metrics.serve(cfg.metrics.listen) if cfg.metrics.listen else None
     log.info("analysis server listening on %s (port %d), mTLS, accepts %s", cfg.listen, port, cfg.accept)
-    return RunningServer(server, port, analyzer, batcher, hub, ingest, health_servicer)
+    return RunningServer(server, port, analyzer, batcher, hub, ingest, health_servicer, metrics, metrics_port)

@@ -190,6 +190,30 @@ class LimitsConfig(Section):
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_image_width: int = Field(1920, ge=16)
     max_image_height: int = Field(1080, ge=16)
+    max_streams_per_camera: int = Field(
+        2, ge=1, le=64, description="concurrent Ingest streams per camera (2 lets a reconnect overlap a dying stream)"
+    )
+    max_subscribers: int = Field(64, ge=1, le=100_000)
+    subscriber_queue: int = Field(256, ge=1, le=1_000_000, description="live score events buffered per subscriber")
+
+
+class AccessConfig(Section):
+    """Which cameras each subscriber (by certificate id) may follow."""
+
+    subscribers: dict[str, list[str]] = Field(
+        default_factory=dict, description="subscriber id -> camera ids it may see"
+    )
+    default: Literal["all", "none"] = Field("all", description="for subscribers not listed above")
+
+    def cameras_for(self, subscriber: str) -> frozenset[str] | None:
+        """Camera ids `subscriber` may see; None means every camera."""
+        if subscriber in self.subscribers:
+            return frozenset(self.subscribers[subscriber])
+        return None if self.default == "all" else frozenset()
+
+
+class MetricsConfig(Section):
+    listen: str | None = Field(None, description="host:port for Prometheus /metrics; null = off")
 
 
 class EventLogConfig(Section):
@@ -206,7 +230,10 @@ class ServerConfig(Section):
     analysis: AnalysisConfig = AnalysisConfig()
     scoring: ScoringConfig = ScoringConfig()
     limits: LimitsConfig = LimitsConfig()
+    access: AccessConfig = AccessConfig()
     event_log: EventLogConfig = EventLogConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    drain_s: float = Field(5.0, ge=0.0, le=600.0, description="on SIGTERM, time to finish frames in analysis")
 
 
 # --------------------------------------------------------------------------- camera

@@ -117,3 +117,146 @@ def test_next_after_waits_and_ends_when_closed():
 
     seq, nothing, drained = run(scenario())
     assert seq == 7 and nothing is None and not drained  # seq 7 still unacknowledged
+
+
+# ----------------------------------------------------------------------------- server side
+
+from pvad.channel import secure_channel  # noqa: E402
+from pvad.config import AccessConfig, MetricsConfig  # noqa: E402
+from pvad.subscriber import follow_alarms  # noqa: E402
+from test_server import _FixedAnalyzer, exchange, latent_frame  # noqa: E402
+
+import grpc  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from camera_client.anonymize import create_anonymizer
+    from pvad.config import DpEncoderAnonymizer
+
+    return create_anonymizer(DpEncoderAnonymizer(seed=0))
+
+
+def test_subscriber_limited_to_camera_a_sees_nothing_of_camera_b(pki, tmp_path, analyzer, encoder):
+    cfg = server_config(pki, tmp_path, access=AccessConfig(subscribers={"ops": ["cam-1"]}))
+    sigmas = [1.0] * 4 + [1.0] * 4  # cam-1 and cam-2 both raise an alarm on their 4th frame
+
+    async def scenario():
+        srv = await start_server(cfg, analyzer=_FixedAnalyzer(analyzer, sigmas))
+        address = f"127.0.0.1:{srv.port}"
+        try:
+            async with secure_channel(address, client_tls(pki, "subscriber/ops")) as ch:
+                got = []
+
+                async def listen():
+                    async for ev in follow_alarms(ch, include_scores=True):
+                        got.append(ev)
+
+                task = asyncio.create_task(listen())
+                await asyncio.sleep(0.2)
+                await exchange(address, client_tls(pki, "camera/cam-2"), [latent_frame(encoder, s, "cam-2") for s in range(1, 5)])
+                await exchange(address, client_tls(pki, "camera/cam-1"), [latent_frame(encoder, s, "cam-1") for s in range(1, 5)])
+                await asyncio.sleep(0.3)
+                task.cancel()
+                with pytest.raises(grpc.aio.AioRpcError) as denied:
+                    async for _ in follow_alarms(ch, camera_ids=["cam-2"]):
+                        pass
+            return got, denied.value.code(), srv.hub.log.since(0)
+        finally:
+            await srv.stop(0)
+
+    got, code, persisted = run(scenario())
+    assert {e.camera_id for e in persisted} == {"cam-1", "cam-2"}  # both alarms happened
+    assert got and {e.camera_id for e in got} == {"cam-1"}
+    assert any(e.kind == pvad_pb2.ALARM_RAISED for e in got)
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_unauthenticated_subscribers_are_refused(pki, tmp_path, analyzer):
+    async def scenario():
+        srv = await start_server(server_config(pki, tmp_path), analyzer=analyzer)
+        address = f"127.0.0.1:{srv.port}"
+        codes = []
+        try:
+            for tls in (client_tls(pki, "camera/cam-1"),):  # a camera is no subscriber
+                async with secure_channel(address, tls) as ch:
+                    with pytest.raises(grpc.aio.AioRpcError) as err:
+                        async for _ in follow_alarms(ch):
+                            pass
+                    codes.append(err.value.code())
+            async with grpc.aio.insecure_channel(address) as ch:  # no certificate at all
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    async for _ in pvad_pb2_grpc.AlarmsStub(ch).Subscribe(pvad_pb2.SubscribeRequest(), timeout=5):
+                        pass
+                codes.append(err.value.code())
+        finally:
+            await srv.stop(0)
+        return codes
+
+    from pvad.v1 import pvad_pb2_grpc
+
+    assert run(scenario()) == [grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAVAILABLE]
+
+
+class _Slow(_SeqRecorder):
+    def analyze(self, items):
+        time.sleep(0.15)
+        self.scored.extend((p.camera_id, p.seq) for _, p in items)
+        return [0.2] * len(items)
+
+
+def test_shutdown_drains_frames_in_analysis(pki, tmp_path, analyzer, encoder):
+    scored: list = []
+
+    async def scenario():
+        srv = await start_server(server_config(pki, tmp_path), analyzer=_Slow(analyzer, scored))
+        address = f"127.0.0.1:{srv.port}"
+        acked: list = []
+
+        async def camera():
+            async with secure_channel(address, client_tls(pki, "camera/cam-1")) as ch:
+                async def gen():
+                    for s in range(1, 21):
+                        yield latent_frame(encoder, s)
+
+                try:
+                    async for ack in pvad_pb2_grpc.IngestStub(ch).Stream(gen()):
+                        acked.append(ack)
+                except grpc.aio.AioRpcError as err:
+                    return err.code()
+
+        from pvad.v1 import pvad_pb2_grpc
+
+        task = asyncio.create_task(camera())
+        await asyncio.sleep(0.5)  # a few frames analysed, one in analysis now
+        await srv.stop(grace=5.0)
+        return await task, acked
+
+    code, acked = run(scenario())
+    assert code == grpc.StatusCode.UNAVAILABLE  # told to reconnect
+    assert 0 < len(acked) < 20
+    # every frame that was analysed was acknowledged before the server went
+    assert {s for _, s in scored} == {a.seq for a in acked}
+
+
+def test_metrics_endpoint(pki, tmp_path, analyzer, encoder):
+    import urllib.request
+
+    cfg = server_config(pki, tmp_path, metrics=MetricsConfig(listen="127.0.0.1:0"))
+
+    async def scenario():
+        srv = await start_server(cfg, analyzer=analyzer)
+        try:
+            good = [latent_frame(encoder, s) for s in (1, 2, 3)]
+            bad = pvad_pb2.Frame(camera_id="cam-1", seq=4)
+            await exchange(f"127.0.0.1:{srv.port}", client_tls(pki, "camera/cam-1"), good + [bad])
+            return await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=5).read().decode()
+            )
+        finally:
+            await srv.stop(0)
+
+    text = run(scenario())
+    assert "pvad_frames_accepted_total 3.0" in text
+    assert 'pvad_frames_rejected_total{reason="INVALID_ARGUMENT"} 1.0' in text
+    assert 'pvad_stage_seconds_count{stage="classifier"}' in text
