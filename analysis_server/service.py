@@ -23,7 +23,7 @@ from analysis_server.metrics import ServerMetrics
 from analysis_server.pipeline import Analyzer, Batcher
 from analysis_server.scoring import SigmoidalAnomalyScore
 from analysis_server.validate import parse_frame
-from pvad.certs import CertPaths, identity_from_common_name, server_credentials
+from pvad.certs import CertPaths, identity_from_common_name, reloading_server_credentials
 from pvad.config import ServerConfig
 from pvad.errors import PvadError
 from pvad.v1 import pvad_pb2, pvad_pb2_grpc
@@ -286,7 +286,7 @@ async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -
         reflection.SERVICE_NAME,
     ]
     reflection.enable_server_reflection(names, server)
-    creds = server_credentials(CertPaths(ca=cfg.tls.ca, cert=cfg.tls.cert, key=cfg.tls.key))
+    creds = reloading_server_credentials(CertPaths(ca=cfg.tls.ca, cert=cfg.tls.cert, key=cfg.tls.key))
     port = server.add_secure_port(cfg.listen, creds)
     if port == 0:
         raise PvadError(f"could not bind {cfg.listen}")

@@ -368,6 +368,37 @@ def server_credentials(paths: CertPaths) -> grpc.ServerCredentials:
     )
 
 
+def reloading_server_credentials(paths: CertPaths) -> grpc.ServerCredentials:
+    """Like :func:`server_credentials`, but new handshakes pick up rotated files without a restart.
+
+    gRPC asks before each handshake; the files are re-read when one of their modification times
+    changed. A rotation that does not parse (or whose key does not match) is logged and ignored:
+    the server keeps the last good certificate.
+    """
+    ca_pem, cert_pem, key_pem = _read_triplet(paths)
+    files = (paths.ca, paths.cert, paths.key)
+    seen = {"mtimes": [f.stat().st_mtime_ns for f in files]}
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        try:
+            mtimes = [f.stat().st_mtime_ns for f in files]
+        except OSError:
+            return None
+        if mtimes == seen["mtimes"]:
+            return None
+        try:
+            ca, cert, key = _read_triplet(paths)
+        except ConfigError as err:
+            log.warning("certificate rotation ignored: %s", err)
+            return None
+        seen["mtimes"] = mtimes
+        log.info("server certificate reloaded from %s", paths.cert)
+        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+    initial = grpc.ssl_server_certificate_configuration([(key_pem, cert_pem)], root_certificates=ca_pem)
+    return grpc.dynamic_ssl_server_credentials(initial, fetch, require_client_authentication=True)
+
+
 def channel_credentials(paths: CertPaths) -> grpc.ChannelCredentials:
     """TLS channel credentials presenting this client's certificate and trusting ``paths.ca``."""
     ca_pem, cert_pem, key_pem = _read_triplet(paths)

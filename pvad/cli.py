@@ -51,8 +51,8 @@ async def _serve(cfg) -> None:
         loop.add_signal_handler(sig, stop.set)
     print(f"listening on port {running.port}", flush=True)
     await stop.wait()
-    log.info("shutting down (draining for up to 5 s)")
-    await running.stop(grace=5.0)
+    log.info("shutting down (draining for up to %.0f s)", cfg.drain_s)
+    await running.stop(grace=cfg.drain_s)
 
 
 def _cmd_server(args: argparse.Namespace) -> int:

@@ -260,3 +260,52 @@ def test_metrics_endpoint(pki, tmp_path, analyzer, encoder):
     assert "pvad_frames_accepted_total 3.0" in text
     assert 'pvad_frames_rejected_total{reason="INVALID_ARGUMENT"} 1.0' in text
     assert 'pvad_stage_seconds_count{stage="classifier"}' in text
+
+
+def test_certificate_rotation_without_restart(tmp_path, analyzer):
+    """A new server certificate (here: with an extra DNS name) is served without a restart."""
+    import shutil
+
+    from pvad.certs import issue_cert, make_dev_pki
+    from pvad.config import ClientTLS
+
+    pki = make_dev_pki(tmp_path / "pki", cameras=["cam-1"], subscribers=["ops"])
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("ca.pem", "server.pem", "server.key"):
+        shutil.copy(tmp_path / "pki" / name, live / name)
+    from pvad.config import ServerTLS
+
+    cfg = server_config(pki, tmp_path, tls=ServerTLS(ca=live / "ca.pem", cert=live / "server.pem", key=live / "server.key"))
+    sub = pki["subscriber/ops"]
+    renamed = ClientTLS(ca=sub.ca, cert=sub.cert, key=sub.key, server_name="rotated.pvad.test")
+
+    async def can_subscribe(address) -> bool:
+        async with secure_channel(address, renamed) as ch:
+            stub = pvad_pb2_grpc.AlarmsStub(ch)
+            call = stub.Subscribe(pvad_pb2.SubscribeRequest(), timeout=1.0)
+            try:
+                async for _ in call:
+                    pass
+            except grpc.aio.AioRpcError as err:
+                return err.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # connected, then nothing to read
+            return True
+
+    async def scenario():
+        srv = await start_server(cfg, analyzer=analyzer)
+        address = f"127.0.0.1:{srv.port}"
+        try:
+            before = await can_subscribe(address)
+            new = issue_cert(tmp_path / "pki", role="server", name="rotated", extra_dns=["rotated.pvad.test"])
+            time.sleep(0.01)
+            shutil.copy(new.key, live / "server.key")
+            shutil.copy(new.cert, live / "server.pem")
+            after = await can_subscribe(address)
+        finally:
+            await srv.stop(0)
+        return before, after
+
+    from pvad.v1 import pvad_pb2_grpc
+
+    before, after = run(scenario())
+    assert (before, after) == (False, True)
