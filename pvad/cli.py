@@ -152,6 +152,40 @@ def _cmd_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_source(args: argparse.Namespace) -> Path:
+    from pvad import samples
+
+    return Path(args.source) if args.source else samples.default_video()
+
+
+def _print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result), flush=True)
+    else:
+        for k, v in result.items():
+            print(f"{k:28s} {v}")
+
+
+def _cmd_bench_faults(args: argparse.Namespace) -> int:
+    from pvad.bench.faults import bench_faults
+
+    result = asyncio.run(bench_faults(Path(args.workdir), source=_bench_source(args), cameras=args.cameras,
+                                      frames=args.frames, fps=args.fps, per_class=args.per_class, seed=args.seed))
+    _print_result(result, args.json)
+    ok = (result["frames_lost"] == 0 and result["alarms_missed"] == 0 and result["server_crashes"] == 0
+          and result["malformed_rejected"] == result["malformed_sent"])
+    return 0 if ok else 1
+
+
+def _cmd_bench_load(args: argparse.Namespace) -> int:
+    from pvad.bench.faults import bench_load
+
+    result = asyncio.run(bench_load(Path(args.workdir), source=_bench_source(args), cameras=args.cameras,
+                                    seconds=args.seconds, fps=args.fps))
+    _print_result(result, args.json)
+    return 0 if result["server_crashes"] == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pvad", description="Privacy-preserving video anomaly detection, edge to cloud.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
@@ -200,6 +234,27 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("protos", help="generated gRPC code")
     c.add_argument("--check", action="store_true", help="fail if pvad/v1 is stale")
     c.set_defaults(func=_cmd_protos)
+
+    c = sub.add_parser("bench", help="benchmarks: figures and ratios")
+    bsub = c.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    b = bsub.add_parser("faults", help="server kills, cut connections, subscriber restarts, hostile floods")
+    b.add_argument("--cameras", type=int, default=2)
+    b.add_argument("--frames", type=int, default=150, help="frames per camera (at --fps, paced in real time)")
+    b.add_argument("--fps", type=float, default=10.0)
+    b.add_argument("--per-class", type=int, default=20, help="hostile messages per class")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--source", help="video for the cameras (default: the demo's sample video)")
+    b.add_argument("--workdir", default=".pvad/bench-faults")
+    b.add_argument("--json", action="store_true", help="one JSON line")
+    b.set_defaults(func=_cmd_bench_faults)
+    b = bsub.add_parser("load", help="many camera processes against one server: throughput and memory growth")
+    b.add_argument("--cameras", type=int, default=16)
+    b.add_argument("--seconds", type=float, default=60.0)
+    b.add_argument("--fps", type=float, default=10.0)
+    b.add_argument("--source")
+    b.add_argument("--workdir", default=".pvad/bench-load")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_load)
 
     c = sub.add_parser("models", help="model checkpoints")
     msub = c.add_subparsers(dest="models_command", required=True, metavar="ACTION")

@@ -7,10 +7,8 @@ import logging
 
 import cv2
 import numpy as np
-import torch
 
 from camera_client.anonymize import register_anonymizer
-from models.autoencoder import encoder_id, load_autoencoder
 from pvad.codec import encode_latent
 from pvad.config import DpEncoderAnonymizer
 from pvad.v1 import pvad_pb2
@@ -22,6 +20,11 @@ class DpEncoder:
     name = "dp-encoder"
 
     def __init__(self, cfg: DpEncoderAnonymizer) -> None:
+        import torch  # here, not at import: cameras with image anonymizers run without loading torch
+
+        from models.autoencoder import encoder_id, load_autoencoder
+
+        self._torch = torch
         ae, card = load_autoencoder(cfg.checkpoint, seed=cfg.seed)
         want_cuda = cfg.device in ("cuda", "auto") and torch.cuda.is_available()
         if cfg.device == "cuda" and not want_cuda:
@@ -36,12 +39,13 @@ class DpEncoder:
         else:
             log.info("dp-encoder %s loaded (%s)", self.encoder_id, card.provenance)
 
-    @torch.inference_mode()
     def encode(self, frame_bgr: np.ndarray) -> np.ndarray:
         """BGR uint8 240x320x3 -> latent float32 16x30x40."""
+        torch = self._torch
         rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-        x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        return self.encoder(x.contiguous(memory_format=torch.channels_last))[0].float().cpu().numpy()
+        with torch.inference_mode():
+            x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+            return self.encoder(x.contiguous(memory_format=torch.channels_last))[0].float().cpu().numpy()
 
     def __call__(self, frame_bgr: np.ndarray) -> pvad_pb2.Latent:
         return encode_latent(self.encode(frame_bgr), encoder_id=self.encoder_id, dtype=self.dtype)

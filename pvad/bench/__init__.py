@@ -1,0 +1,1 @@
+"""Benchmarks behind `pvad bench ...`: they print figures and ratios; tests do not time anything."""
