@@ -309,3 +309,39 @@ def test_certificate_rotation_without_restart(tmp_path, analyzer):
 
     before, after = run(scenario())
     assert (before, after) == (False, True)
+
+
+def test_only_tls_1_2_or_newer(pki, tmp_path, analyzer):
+    import socket
+    import ssl
+    import warnings
+
+    async def scenario():
+        srv = await start_server(server_config(pki, tmp_path), analyzer=analyzer)
+        results = {}
+        try:
+            for ver in (ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer old versions at all
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    ctx.minimum_version = ctx.maximum_version = ver
+                cam = pki["camera/cam-1"]
+                ctx.load_cert_chain(cam.cert, cam.key)
+                ctx.set_alpn_protocols(["h2"])
+
+                def handshake():
+                    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+                        with ctx.wrap_socket(s) as t:
+                            return t.version()
+
+                try:
+                    results[ver.name] = await asyncio.to_thread(handshake)
+                except (ssl.SSLError, OSError):
+                    results[ver.name] = None
+        finally:
+            await srv.stop(0)
+        return results
+
+    assert run(scenario()) == {"TLSv1_1": None, "TLSv1_2": "TLSv1.2", "TLSv1_3": "TLSv1.3"}
