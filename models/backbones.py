@@ -29,6 +29,8 @@ from torchvision.models import (
     WeightsEnum,
 )
 
+from pvad.registry import Registry
+
 logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -62,32 +64,22 @@ class Backbone(nn.Module):
 
 
 BackboneBuilder = Callable[..., Backbone]
-_BACKBONES: dict[str, BackboneBuilder] = {}
+_BACKBONES: Registry[BackboneBuilder] = Registry("backbone")
 
 
 def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
     """Decorator registering ``fn(*, pretrained: bool) -> Backbone`` under ``name``."""
-
-    def decorator(fn: BackboneBuilder) -> BackboneBuilder:
-        if name in _BACKBONES:
-            raise ValueError(f"backbone {name!r} is already registered; known: {list_backbones()}")
-        _BACKBONES[name] = fn
-        return fn
-
-    return decorator
+    return _BACKBONES.register(name)
 
 
 def list_backbones() -> list[str]:
     """Names of all registered backbones, sorted."""
-    return sorted(_BACKBONES)
+    return _BACKBONES.names()
 
 
 def create_backbone(name: str, *, pretrained: bool = False) -> Backbone:
     """Build a registered backbone; with ``pretrained`` try ImageNet weights (never fails for lack of them)."""
-    builder = _BACKBONES.get(name)
-    if builder is None:
-        raise ValueError(f"unknown backbone {name!r}; known: {list_backbones()}")
-    return builder(pretrained=pretrained)
+    return _BACKBONES.get(name)(pretrained=pretrained)
 
 
 # --------------------------------------------------------------------------- weights

@@ -27,13 +27,14 @@ from torch import nn
 
 from pvad import __version__ as _PVAD_VERSION
 from pvad.errors import ModelLoadError
+from pvad.registry import Registry
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "pvad-checkpoint-v1"
 
 ArchitectureBuilder = Callable[..., nn.Module]
-_ARCHITECTURES: dict[str, ArchitectureBuilder] = {}
+_ARCHITECTURES: Registry[ArchitectureBuilder] = Registry("architecture")
 
 
 def _now_iso() -> str:
@@ -81,19 +82,12 @@ class ModelCard(BaseModel):
 
 def register_architecture(name: str) -> Callable[[ArchitectureBuilder], ArchitectureBuilder]:
     """Decorator registering ``fn(**arch_kwargs) -> nn.Module`` under ``name``."""
-
-    def decorator(fn: ArchitectureBuilder) -> ArchitectureBuilder:
-        if name in _ARCHITECTURES:
-            raise ValueError(f"architecture {name!r} is already registered; known: {list_architectures()}")
-        _ARCHITECTURES[name] = fn
-        return fn
-
-    return decorator
+    return _ARCHITECTURES.register(name)
 
 
 def list_architectures() -> list[str]:
     """Names of all registered architectures, sorted."""
-    return sorted(_ARCHITECTURES)
+    return _ARCHITECTURES.names()
 
 
 def build_model(card: ModelCard) -> nn.Module:
@@ -101,11 +95,10 @@ def build_model(card: ModelCard) -> nn.Module:
 
     Raises ModelLoadError for an unknown architecture (listing the known ones) or bad arch_kwargs.
     """
-    builder = _ARCHITECTURES.get(card.architecture)
-    if builder is None:
-        raise ModelLoadError(
-            f"unknown architecture {card.architecture!r}; known: {list_architectures()}"
-        )
+    try:
+        builder = _ARCHITECTURES.get(card.architecture)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
     try:
         return builder(**card.arch_kwargs)
     except (TypeError, ValueError) as exc:

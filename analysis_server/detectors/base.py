@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pvad.registry import Registry
+
 # COCO-80 in the order YOLO models (Darknet and ultralytics) index them.
 COCO_CLASSES: tuple[str, ...] = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -74,28 +76,17 @@ class Detector(ABC):
         return [self.detect(f) for f in frames_bgr]
 
 
-_REGISTRY: dict[str, Callable[..., Detector]] = {}
-
-
-def register_detector(backend: str) -> Callable:
-    def deco(factory: Callable[..., Detector]) -> Callable[..., Detector]:
-        if backend in _REGISTRY:
-            raise ValueError(f"detector backend {backend!r} is registered twice")
-        _REGISTRY[backend] = factory
-        return factory
-
-    return deco
+_REGISTRY: Registry[Callable[..., Detector]] = Registry("detector backend")
+register_detector = _REGISTRY.register
 
 
 def list_detectors() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_detector(cfg) -> Detector:
     """Build the backend named by `cfg.backend`; a backend that cannot load raises ModelLoadError."""
-    if cfg.backend not in _REGISTRY:
-        raise ValueError(f"unknown detector backend {cfg.backend!r}; known: {', '.join(list_detectors())}")
-    return _REGISTRY[cfg.backend](cfg)
+    return _REGISTRY.get(cfg.backend)(cfg)
 
 
 class NullDetector(Detector):

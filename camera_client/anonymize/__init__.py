@@ -11,6 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
+from pvad.registry import Registry
 from pvad.v1 import pvad_pb2
 
 
@@ -21,28 +22,17 @@ class Anonymizer(Protocol):
     def __call__(self, frame_bgr: np.ndarray) -> pvad_pb2.Latent | pvad_pb2.Image: ...
 
 
-_REGISTRY: dict[str, Callable[..., Anonymizer]] = {}
-
-
-def register_anonymizer(name: str) -> Callable:
-    def deco(factory: Callable[..., Anonymizer]) -> Callable[..., Anonymizer]:
-        if name in _REGISTRY:
-            raise ValueError(f"anonymizer {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+_REGISTRY: Registry[Callable[..., Anonymizer]] = Registry("anonymizer")
+register_anonymizer = _REGISTRY.register
 
 
 def list_anonymizers() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_anonymizer(cfg) -> Anonymizer:
     """Build the anonymizer named by `cfg.name` from its config section."""
-    if cfg.name not in _REGISTRY:
-        raise ValueError(f"unknown anonymizer {cfg.name!r}; known: {', '.join(list_anonymizers())}")
-    return _REGISTRY[cfg.name](cfg)
+    return _REGISTRY.get(cfg.name)(cfg)
 
 
 # Registration happens on import of the implementations.
