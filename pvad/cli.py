@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     cc = csub.add_parser("check", help="validate config files; every error with its field path")
     cc.add_argument("files", nargs="+")
-    cc.add_argument("--kind", choices=["server", "camera", "subscriber", "demo"])
+    cc.add_argument("--kind", choices=["server", "camera", "subscriber", "demo", "train-autoencoder"])
     cc.set_defaults(func=_cmd_config_check)
 
     c = sub.add_parser("protos", help="generated gRPC code")

@@ -311,12 +311,24 @@ class DemoConfig(Section):
     scoring: ScoringConfig = ScoringConfig()
 
 
-KINDS: dict[str, type[BaseModel]] = {
+KINDS: dict[str, type[BaseModel] | str] = {
     "server": ServerConfig,
     "camera": CameraConfig,
     "subscriber": SubscriberConfig,
     "demo": DemoConfig,
+    # Sections that live beside the code they configure, imported only when such a file is read.
+    "train-autoencoder": "models.train_config:TrainAutoencoderConfig",
 }
+
+
+def config_model(kind: str) -> type[BaseModel]:
+    model = KINDS[kind]
+    if isinstance(model, str):
+        import importlib
+
+        module, _, name = model.partition(":")
+        model = getattr(importlib.import_module(module), name)
+    return model
 
 
 def format_validation_error(err: ValidationError) -> str:
@@ -347,7 +359,7 @@ def guess_kind(data: Any) -> str:
             return "demo"
         if "include_scores" in data:
             return "subscriber"
-    raise ConfigError("cannot tell what kind of config this is: add `kind: server|camera|subscriber|demo`")
+    raise ConfigError(f"cannot tell what kind of config this is: add `kind:` ({'|'.join(KINDS)})")
 
 
 def load_config(path: str | Path, kind: str | None = None) -> BaseModel:
@@ -366,4 +378,4 @@ def load_config(path: str | Path, kind: str | None = None) -> BaseModel:
     kind = kind or file_kind or guess_kind(data)
     if kind not in KINDS:
         raise ConfigError(f"{path}: kind: unknown kind {kind!r}; known: {', '.join(KINDS)}")
-    return validate_config(data, KINDS[kind], origin=str(path))
+    return validate_config(data, config_model(kind), origin=str(path))
