@@ -10,6 +10,7 @@ per-camera and ordered).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -25,6 +26,7 @@ from analysis_server.validate import Payload
 from models.autoencoder import LATENT_SHAPE, encoder_id, load_autoencoder
 from models.two_stream import load_classifier
 from pvad.config import AnalysisConfig, DecoderConfig
+from pvad.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ class Analyzer:
         if analysis.threads:
             torch.set_num_threads(analysis.threads)
         self.device = resolve_device(analysis.device)
+        if analysis.precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError("analysis.precision: fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
         self.cfg = analysis
         self.detector = create_detector(analysis.detector)  # first: the most likely to fail (missing file)
         self.decoders = DecoderBank(decoders, self.device)
@@ -106,6 +110,12 @@ class Analyzer:
             self.device, c.backbone, c.streams, c.bag, self.detector.name, analysis.flow.method,
         )
 
+    def _autocast(self):
+        if self.cfg.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
     def new_camera_flow(self) -> CameraFlow:
         return CameraFlow(self.flow)
 
@@ -123,7 +133,8 @@ class Analyzer:
                 by_encoder[p.encoder_id].append(i)
         for eid, idx in by_encoder.items():
             z = torch.from_numpy(np.stack([payloads[i].latent for i in idx])).to(self.device)
-            rgb = self.decoders.decoders[eid](z).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+            with self._autocast():
+                rgb = self.decoders.decoders[eid](z).float().clamp_(0, 1).mul_(255).round_().to(torch.uint8)
             rgb = rgb.permute(0, 2, 3, 1).cpu().numpy()
             for j, i in enumerate(idx):
                 frames[i] = rgb[j]
@@ -142,10 +153,10 @@ class Analyzer:
             dets = self.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
             bags = torch.from_numpy(np.stack([bag_of_objects(d) for d in dets])).to(self.device)
         t3 = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             x = self._normalise(np.stack(frames).astype(np.float32) / 255.0)
             flow = self._normalise(flows) if c.streams == 2 else None
-            sigma = torch.sigmoid(self.classifier(x, flow, bags)).float().cpu().numpy()
+            sigma = torch.sigmoid(self.classifier(x, flow, bags).float()).cpu().numpy()
         t4 = time.perf_counter()
         for stage, dt in (("decode", t1 - t0), ("flow", t2 - t1), ("detector", t3 - t2), ("classifier", t4 - t3)):
             self.times.add(stage, dt)

@@ -1,0 +1,37 @@
+"""The analysis pipeline: precision modes agree with fp32 within a stated tolerance."""
+
+import numpy as np
+import pytest
+
+from analysis_server.pipeline import Analyzer
+from analysis_server.validate import Payload
+from pvad.config import DecoderConfig
+from pvad.errors import ConfigError
+
+from conftest import tiny_analysis
+
+BF16_TOLERANCE = 1e-2  # on σ in [0, 1]
+
+
+def _sigmas(precision: str, frames) -> list[float]:
+    a = Analyzer(tiny_analysis(precision=precision, batching={"max_batch": 1}), DecoderConfig(untrained_seeds=[0]))
+    flow = a.new_camera_flow()
+    rng = np.random.default_rng(0)
+    out = []
+    for i, f in enumerate(frames):
+        latent = rng.normal(0, 1, (16, 30, 40)).astype(np.float32)
+        out += a.analyze([(flow, Payload("c", i, 0, image=f))])
+        out += a.analyze([(flow, Payload("c", 100 + i, 0, latent=latent, encoder_id=next(iter(a.decoders.decoders))))])
+    return out
+
+
+def test_bf16_agrees_with_fp32():
+    rng = np.random.default_rng(1)
+    frames = [(rng.random((240, 320, 3)) * 255).astype(np.uint8) for _ in range(4)]
+    fp32, bf16 = _sigmas("fp32", frames), _sigmas("bf16", frames)
+    assert np.max(np.abs(np.array(fp32) - np.array(bf16))) < BF16_TOLERANCE
+
+
+def test_fp16_needs_cuda():
+    with pytest.raises(ConfigError, match="analysis.precision"):
+        Analyzer(tiny_analysis(device="cpu", precision="fp16"), DecoderConfig(untrained_seeds=[]))
