@@ -186,6 +186,37 @@ def _cmd_bench_load(args: argparse.Namespace) -> int:
     return 0 if result["server_crashes"] == 0 else 1
 
 
+def _cmd_train_autoencoder(args: argparse.Namespace) -> int:
+    from models.train_autoencoder import train_autoencoder
+    from pvad.config import load_config
+
+    cfg = load_config(args.config, "train-autoencoder")
+    if args.resume:
+        cfg = cfg.model_copy(update={"resume": True})
+    result = train_autoencoder(cfg, progress=not args.no_progress)
+    card = result.card
+    print(json.dumps({"checkpoint": str(result.checkpoint), "encoder_id": card.extra.get("encoder_id"),
+                      "epsilon": card.extra.get("epsilon"), "delta": card.extra.get("delta"), **card.metrics}))
+    return 0
+
+
+def _cmd_bench_train(args: argparse.Namespace) -> int:
+    from models.train_autoencoder import bench_train_step
+
+    result = bench_train_step(batch_size=args.batch_size, steps=args.steps, threads=args.threads)
+    _print_result(result, args.json)
+    return 0
+
+
+def _cmd_bench_encoder(args: argparse.Namespace) -> int:
+    from pvad.bench.encoder import bench_encoder
+
+    result = bench_encoder(_bench_source(args), checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+                           frames=args.frames)
+    _print_result(result, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pvad", description="Privacy-preserving video anomaly detection, edge to cloud.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
@@ -235,8 +266,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--check", action="store_true", help="fail if pvad/v1 is stale")
     c.set_defaults(func=_cmd_protos)
 
+    c = sub.add_parser("train", help="train the networks")
+    tsub = c.add_subparsers(dest="train_command", required=True, metavar="MODEL")
+    t = tsub.add_parser("autoencoder", help="the camera/server autoencoder, with or without DP (Opacus)")
+    t.add_argument("--config", required=True, help="a train-autoencoder config, e.g. configs/train-autoencoder-dp.yaml")
+    t.add_argument("--resume", action="store_true", help="continue from <out stem>.last.pt")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_train_autoencoder)
+
     c = sub.add_parser("bench", help="benchmarks: figures and ratios")
     bsub = c.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    b = bsub.add_parser("train-autoencoder", help="DP / non-DP training step time and peak memory")
+    b.add_argument("--batch-size", type=int, default=8)
+    b.add_argument("--steps", type=int, default=3)
+    b.add_argument("--threads", type=int)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_train)
+    b = bsub.add_parser("encoder", help="camera encoder ms/frame and wire bytes (f16, u8) vs JPEG q90")
+    b.add_argument("--checkpoint", help="autoencoder checkpoint (default: the shipped DP one)")
+    b.add_argument("--frames", type=int, default=50)
+    b.add_argument("--source")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_encoder)
     b = bsub.add_parser("faults", help="server kills, cut connections, subscriber restarts, hostile floods")
     b.add_argument("--cameras", type=int, default=2)
     b.add_argument("--frames", type=int, default=150, help="frames per camera (at --fps, paced in real time)")

@@ -19,6 +19,12 @@ from pvad.errors import ConfigError
 FRAME_HEIGHT = 240
 FRAME_WIDTH = 320
 
+# Trained autoencoder pairs that ship with pvad (made by `pvad train autoencoder` with
+# configs/train-autoencoder-dp.yaml and configs/train-autoencoder.yaml; their cards say how).
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
+SHIPPED_DP_AUTOENCODER = SHIPPED_WEIGHTS / "autoencoder-dp-adagrad.pt"
+SHIPPED_AUTOENCODER = SHIPPED_WEIGHTS / "autoencoder-adam.pt"
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -46,7 +52,8 @@ class ClientTLS(Section):
 class DpEncoderAnonymizer(Section):
     name: Literal["dp-encoder"] = "dp-encoder"
     checkpoint: Path | None = Field(
-        None, description="autoencoder checkpoint; null = untrained weights from `seed` (said loudly)"
+        SHIPPED_DP_AUTOENCODER,
+        description="autoencoder checkpoint (default: the shipped DP pair); null = untrained weights from `seed`",
     )
     seed: int = Field(0, description="seed of the untrained weights when no checkpoint is given")
     dtype: Literal["float16", "uint8"] = Field("float16", description="latent dtype on the wire")
@@ -181,10 +188,11 @@ class ScoringConfig(Section):
 
 class DecoderConfig(Section):
     checkpoints: list[Path] = Field(
-        default_factory=list, description="autoencoder checkpoints whose decoders this server holds"
+        default_factory=lambda: [SHIPPED_DP_AUTOENCODER, SHIPPED_AUTOENCODER],
+        description="autoencoder checkpoints whose decoders this server holds (default: the shipped pairs)",
     )
     untrained_seeds: list[int] = Field(
-        default_factory=lambda: [0],
+        default_factory=list,
         description="also hold the untrained autoencoder made from each seed (development only)",
     )
 

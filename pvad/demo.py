@@ -63,7 +63,7 @@ def build_configs(cfg: DemoConfig, *, source: Path | str, pki: dict) -> tuple[Se
         decoders = DecoderConfig(checkpoints=[anon.checkpoint], untrained_seeds=[]) if anon.checkpoint \
             else DecoderConfig(checkpoints=[], untrained_seeds=[anon.seed])
     else:
-        decoders = DecoderConfig(untrained_seeds=[])
+        decoders = DecoderConfig(checkpoints=[], untrained_seeds=[])
     events = cfg.workdir / "events.sqlite"
     for suffix in ("", "-wal", "-shm"):  # each demo run starts with an empty event log
         Path(str(events) + suffix).unlink(missing_ok=True)

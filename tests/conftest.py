@@ -49,7 +49,7 @@ def analyzer():
     """One tiny analyzer shared by the server tests (untrained decoder of seed 0, tiny backbone)."""
     from analysis_server.pipeline import Analyzer
 
-    return Analyzer(tiny_analysis(), DecoderConfig(untrained_seeds=[0]))
+    return Analyzer(tiny_analysis(), DecoderConfig(checkpoints=[], untrained_seeds=[0]))
 
 
 def server_config(pki, tmp_path, **overrides) -> ServerConfig:

@@ -14,7 +14,7 @@ BF16_TOLERANCE = 1e-2  # on σ in [0, 1]
 
 
 def _sigmas(precision: str, frames) -> list[float]:
-    a = Analyzer(tiny_analysis(precision=precision, batching={"max_batch": 1}), DecoderConfig(untrained_seeds=[0]))
+    a = Analyzer(tiny_analysis(precision=precision, batching={"max_batch": 1}), DecoderConfig(checkpoints=[], untrained_seeds=[0]))
     flow = a.new_camera_flow()
     rng = np.random.default_rng(0)
     out = []
@@ -34,4 +34,4 @@ def test_bf16_agrees_with_fp32():
 
 def test_fp16_needs_cuda():
     with pytest.raises(ConfigError, match="analysis.precision"):
-        Analyzer(tiny_analysis(device="cpu", precision="fp16"), DecoderConfig(untrained_seeds=[]))
+        Analyzer(tiny_analysis(device="cpu", precision="fp16"), DecoderConfig(checkpoints=[], untrained_seeds=[]))

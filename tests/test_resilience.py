@@ -134,7 +134,7 @@ def encoder():
     from camera_client.anonymize import create_anonymizer
     from pvad.config import DpEncoderAnonymizer
 
-    return create_anonymizer(DpEncoderAnonymizer(seed=0))
+    return create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=0))
 
 
 def test_subscriber_limited_to_camera_a_sees_nothing_of_camera_b(pki, tmp_path, analyzer, encoder):

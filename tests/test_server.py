@@ -26,7 +26,7 @@ FRAME = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
 
 @pytest.fixture(scope="module")
 def encoder():
-    return create_anonymizer(DpEncoderAnonymizer(seed=0))
+    return create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=0))
 
 
 async def exchange(address, tls, frames):

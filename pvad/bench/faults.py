@@ -128,7 +128,7 @@ def write_configs(workdir: Path, *, cameras: list[str], port: int, proxy_port: i
         "kind": "server", "listen": f"127.0.0.1:{port}",
         "tls": {"ca": str(s.ca), "cert": str(s.cert), "key": str(s.key)},
         "accept": ["dp-encoder", "blur"],
-        "decoders": {"untrained_seeds": [0]},
+        "decoders": {"checkpoints": [], "untrained_seeds": [0]},
         "analysis": ANALYSIS,
         "scoring": {"tau": tau, "nu": nu},
         "event_log": {"path": str(workdir / "events.sqlite")},
@@ -161,7 +161,7 @@ def calibrate_scoring(source: Path, n: int = 150) -> tuple[float, float]:
     from camera_client.capture import iter_frames
     from pvad.config import AnalysisConfig, CaptureConfig, DecoderConfig
 
-    analyzer = Analyzer(AnalysisConfig.model_validate(ANALYSIS), DecoderConfig(untrained_seeds=[]))
+    analyzer = Analyzer(AnalysisConfig.model_validate(ANALYSIS), DecoderConfig(checkpoints=[], untrained_seeds=[]))
     flow = analyzer.new_camera_flow()
     sigmas = []
     for f in iter_frames(CaptureConfig(source=str(source), target_fps=10, max_frames=n)):
@@ -292,7 +292,7 @@ async def bench_faults(workdir: Path, *, source: Path, cameras: int = 2, frames:
     from camera_client.anonymize import create_anonymizer
     from pvad.config import DpEncoderAnonymizer
 
-    encoder_id = create_anonymizer(DpEncoderAnonymizer(seed=0)).encoder_id
+    encoder_id = create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=0)).encoder_id
     cap = cv2.VideoCapture(str(source))
     ok, img = cap.read()
     cap.release()
