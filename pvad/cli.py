@@ -217,6 +217,31 @@ def _cmd_bench_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_privacy(args: argparse.Namespace) -> int:
+    from models.eval_privacy import evaluate_privacy
+    from pvad.config import SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER
+
+    if args.checkpoint:
+        checkpoints = [None if c == "untrained" else Path(c) for c in args.checkpoint]
+    else:
+        checkpoints = [p for p in (SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER) if p.is_file()]
+    result = evaluate_privacy(checkpoints, [Path(f) for f in args.files], attack=not args.no_attack,
+                              out_dir=Path(args.out) if args.out else None, seed=args.seed,
+                              attack_epochs=args.attack_epochs)
+    if args.json:
+        print(json.dumps(result, default=str), flush=True)
+    else:
+        for label, r in result.items():
+            att = r.get("attack") or {}
+            print(f"{label:12s} SSIM {r['ssim']:.3f}  PSNR {r['psnr']:.2f} dB  MSE {r['mse']:.4f}  "
+                  f"faces {r['faces_before']['total']} -> {r['faces_after']['total']}  reid_top1 {r['reid_top1']}  "
+                  f"eps {r['epsilon']} at delta {r['delta']}"
+                  + (f"  attacker SSIM {att.get('attack_ssim', float('nan')):.3f}" if att else ""))
+        if args.out:
+            print(f"plots and privacy.json in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pvad", description="Privacy-preserving video anomaly detection, edge to cloud.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
@@ -273,6 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from <out stem>.last.pt")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train_autoencoder)
+
+    c = sub.add_parser("eval", help="evaluations")
+    esub = c.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    e = esub.add_parser("privacy", help="what the server sees vs the original: quality, faces, re-identification, attack")
+    e.add_argument("files", nargs="+", help="images and/or videos")
+    e.add_argument("--checkpoint", action="append",
+                   help="autoencoder checkpoint, or 'untrained' (repeatable; default: every shipped pair)")
+    e.add_argument("--no-attack", action="store_true", help="skip the interception attack (the slow part)")
+    e.add_argument("--attack-epochs", type=int, default=3)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", help="directory for privacy.json and the plots")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_cmd_eval_privacy)
 
     c = sub.add_parser("bench", help="benchmarks: figures and ratios")
     bsub = c.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
