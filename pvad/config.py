@@ -49,6 +49,16 @@ class ClientTLS(Section):
 # --------------------------------------------------------------------------- anonymizers (camera)
 
 
+class LatentNoiseConfig(Section):
+    """Inference-time Gaussian mechanism on each latent (models/latent_noise.py): clip the frame's
+    latent to L2 norm `clip_norm`, add N(0, sigma²); per-frame (ε, δ) from the analytic Gaussian
+    mechanism with sensitivity 2·clip_norm."""
+
+    clip_norm: float = Field(gt=0.0, description="L2 bound of one frame's latent")
+    sigma: float = Field(gt=0.0, description="noise standard deviation per latent element")
+    delta: float = Field(1e-5, gt=0.0, lt=1.0, description="δ at which the per-frame ε is stated")
+
+
 class DpEncoderAnonymizer(Section):
     name: Literal["dp-encoder"] = "dp-encoder"
     checkpoint: Path | None = Field(
@@ -58,6 +68,7 @@ class DpEncoderAnonymizer(Section):
     seed: int = Field(0, description="seed of the untrained weights when no checkpoint is given")
     dtype: Literal["float16", "uint8"] = Field("float16", description="latent dtype on the wire")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    latent_noise: LatentNoiseConfig | None = Field(None, description="null = no inference-time noise")
 
 
 class BlurAnonymizer(Section):

@@ -84,3 +84,18 @@ def test_pixelate_makes_blocks():
     out = pixelate(frame, 16)
     assert (out[:16, :16] == out[0, 0]).all()
     assert not (out[:16, 16:32] == out[0, 0]).all()
+
+
+def test_latent_noise_clips_and_perturbs():
+    from pvad.config import LatentNoiseConfig
+
+    frame = (np.random.default_rng(3).random((240, 320, 3)) * 255).astype(np.uint8)
+    plain = create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=0))
+    noisy = create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=0, dtype="float16",
+                                                  latent_noise=LatentNoiseConfig(clip_norm=5.0, sigma=0.5)))
+    z0 = plain.encode(frame)
+    z = np.frombuffer(noisy(frame).data, "<f2").astype(np.float32).reshape(z0.shape)
+    scale = min(1.0, 5.0 / np.linalg.norm(z0))
+    resid = z - z0 * scale
+    assert abs(resid.std() - 0.5) < 0.02  # the added noise has the configured sigma
+    assert abs(resid.mean()) < 0.02

@@ -33,6 +33,14 @@ class DpEncoder:
         self.encoder = ae.encoder.to(self.device).eval()
         self.encoder_id = encoder_id(ae.encoder)
         self.dtype = cfg.dtype
+        self.noise = cfg.latent_noise
+        self._rng = np.random.default_rng()
+        if self.noise is not None:
+            from models.latent_noise import gaussian_epsilon
+
+            eps = gaussian_epsilon(self.noise.sigma / (2 * self.noise.clip_norm), self.noise.delta)
+            log.info("latent noise: clip %.3g, sigma %.3g -> each frame is (%.3g, %.0e)-DP", self.noise.clip_norm,
+                     self.noise.sigma, eps, self.noise.delta)
         self.untrained = not card.trained
         if self.untrained:
             log.warning("dp-encoder %s is UNTRAINED (%s): latents are not private by training", self.encoder_id, card.provenance)
@@ -48,7 +56,12 @@ class DpEncoder:
             return self.encoder(x.contiguous(memory_format=torch.channels_last))[0].float().cpu().numpy()
 
     def __call__(self, frame_bgr: np.ndarray) -> pvad_pb2.Latent:
-        return encode_latent(self.encode(frame_bgr), encoder_id=self.encoder_id, dtype=self.dtype)
+        z = self.encode(frame_bgr)
+        if self.noise is not None:
+            from models.latent_noise import privatize_latent
+
+            z = privatize_latent(z, clip_norm=self.noise.clip_norm, sigma=self.noise.sigma, rng=self._rng)
+        return encode_latent(z, encoder_id=self.encoder_id, dtype=self.dtype)
 
 
 @register_anonymizer("dp-encoder")
