@@ -11,7 +11,7 @@ import pytest
 from analysis_server.service import start_server
 from camera_client.buffer import FrameBuffer
 from camera_client.client import run_camera
-from pvad.config import BufferConfig, CameraConfig, CaptureConfig, ReconnectConfig
+from pvad.config import BufferConfig, CameraConfig, CaptureConfig, DpEncoderAnonymizer, ReconnectConfig
 from pvad.v1 import pvad_pb2
 
 from conftest import client_tls, run, server_config
@@ -54,6 +54,7 @@ def test_server_restart_mid_stream_loses_nothing_and_scores_nothing_twice(pki, t
         cam_cfg = CameraConfig(
             camera_id="cam-1", server=f"127.0.0.1:{port}", tls=client_tls(pki, "camera/cam-1"),
             capture=CaptureConfig(source=str(BIKES), target_fps=25, max_frames=40),
+            anonymizer=DpEncoderAnonymizer(checkpoint=None, seed=0),  # the test server's decoder
             max_in_flight=8, buffer=BufferConfig(capacity=64),
             reconnect=ReconnectConfig(initial_backoff_s=0.05, max_backoff_s=0.2),
         )
