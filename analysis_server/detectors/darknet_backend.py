@@ -32,17 +32,28 @@ class DarknetYolo(Detector):
             raise ModelLoadError(f"OpenCV could not load Darknet model {cfg.cfg} / {cfg.weights}: {err}") from None
         self.out_names = self.net.getUnconnectedOutLayersNames()
         self.cfg = cfg
+        cols = self._forward(np.zeros((cfg.input_size, cfg.input_size, 3), np.uint8)).shape[1]
+        if cols != 5 + len(COCO_CLASSES):
+            raise ModelLoadError(f"Darknet model {cfg.cfg} outputs {cols - 5} classes; a COCO-80 model is needed")
         log.info("detector: darknet %s (%d output layers, input %d)", cfg.weights.name, len(self.out_names), cfg.input_size)
 
-    def detect(self, frame_bgr: np.ndarray) -> Detections:
-        h, w = frame_bgr.shape[:2]
+    def _forward(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """All YOLO output rows, (M, 85): cx, cy, w, h (relative), objectness, 80 class scores."""
         s = self.cfg.input_size
         self.net.setInput(cv2.dnn.blobFromImage(frame_bgr, 1 / 255.0, (s, s), swapRB=True, crop=False))
-        rows = np.concatenate([o.reshape(-1, o.shape[-1]) for o in self.net.forward(self.out_names)])
-        if rows.shape[1] != 5 + len(COCO_CLASSES):
-            raise ModelLoadError(f"Darknet model outputs {rows.shape[1] - 5} classes; a COCO-80 model is needed")
+        return np.concatenate([o.reshape(-1, o.shape[-1]) for o in self.net.forward(self.out_names)])
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        """Detections in pixels of `frame_bgr`.
+
+        OpenCV's Darknet [yolo] layer already multiplies each class score by the objectness and zeroes
+        products below 0.2, so the class columns are the final scores (multiplying by column 4 again
+        would square the objectness and lose about half the people); `conf` below 0.2 changes nothing.
+        """
+        h, w = frame_bgr.shape[:2]
+        rows = self._forward(frame_bgr)
         class_ids = rows[:, 5:].argmax(1)
-        scores = rows[:, 4] * rows[np.arange(len(rows)), 5 + class_ids]
+        scores = rows[np.arange(len(rows)), 5 + class_ids]
         keep = scores >= self.cfg.conf
         rows, class_ids, scores = rows[keep], class_ids[keep], scores[keep]
         if not len(rows):

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -17,17 +20,33 @@ from pvad.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 
+@contextmanager
+def _keep_thread_counts() -> Iterator[None]:
+    """Undo ultralytics' process-wide thread settings: its import calls cv2.setNumThreads(0), and its
+    first predict calls torch.set_num_threads(cpu_count - 1), i.e. 1 on a 2-core machine."""
+    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)
+        if cv2.getNumThreads() != cv2_threads:
+            cv2.setNumThreads(cv2_threads)
+
+
 def _import_yolo():
     """Import ultralytics without network look-ups at import, pip runs, or a lost thread count."""
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(Path.home() / ".cache" / "pvad" / "ultralytics"))
-    threads = torch.get_num_threads()
+    omp = os.environ.get("OMP_NUM_THREADS")
     try:
-        from ultralytics import YOLO
+        with _keep_thread_counts():
+            from ultralytics import YOLO
     except ImportError:
         raise ModelLoadError("detector.backend ultralytics needs the ultralytics package: pip install 'pvad[yolo]'") from None
     finally:
-        torch.set_num_threads(threads)  # importing ultralytics sets OMP_NUM_THREADS=1
+        if omp is None:  # importing ultralytics sets OMP_NUM_THREADS=1 when unset: not for our child processes
+            os.environ.pop("OMP_NUM_THREADS", None)
     return YOLO
 
 
@@ -42,18 +61,19 @@ class UltralyticsYolo(Detector):
         if local.is_file():
             os.environ.setdefault("YOLO_OFFLINE", "1")
         elif os.sep in weights or (not is_yaml and local.suffix != ".pt"):
-            raise ModelLoadError(f"detector.weights: no such file {weights}")
+            raise ModelLoadError(
+                f"detector.weights: no such file {weights}. Only a bare name (e.g. yolov8n.pt) is downloaded, and "
+                f"only when online: on an offline machine place the weights file at that path"
+            )
         YOLO = _import_yolo()
-        threads = torch.get_num_threads()
         try:
-            self.model = YOLO(weights, task="detect")
+            with _keep_thread_counts():
+                self.model = YOLO(weights, task="detect")
         except Exception as err:
             raise ModelLoadError(
                 f"detector.weights: could not load {weights!r} ({type(err).__name__}: {err}). Offline, put the "
                 f"weights file at that path (e.g. yolov8n.pt from https://github.com/ultralytics/assets/releases)"
             ) from None
-        finally:
-            torch.set_num_threads(threads)
         if is_yaml:
             log.warning("detector: ultralytics %s is an UNTRAINED architecture (no weights)", weights)
         names = getattr(self.model, "names", {}) or {}
@@ -66,7 +86,8 @@ class UltralyticsYolo(Detector):
     def detect_batch(self, frames_bgr) -> list[Detections]:
         if not len(frames_bgr):
             return []
-        results = self.model.predict(list(frames_bgr), imgsz=self.cfg.imgsz, conf=self.cfg.conf, verbose=False)
+        with _keep_thread_counts():
+            results = self.model.predict(list(frames_bgr), imgsz=self.cfg.imgsz, conf=self.cfg.conf, verbose=False)
         out = []
         for r in results:
             b = r.boxes
