@@ -52,6 +52,15 @@ def analyzer():
     return Analyzer(tiny_analysis(), DecoderConfig(checkpoints=[], untrained_seeds=[0]))
 
 
+@pytest.fixture(scope="session")
+def encoder():
+    """The camera's dp-encoder with the untrained seed-0 weights, whose decoder `analyzer` holds."""
+    from camera_client.anonymize import create_anonymizer
+    from pvad.config import DpEncoderAnonymizer
+
+    return create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=0))
+
+
 def server_config(pki, tmp_path, **overrides) -> ServerConfig:
     s = pki["server"]
     base = dict(

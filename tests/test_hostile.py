@@ -8,7 +8,6 @@ import random
 
 import cv2
 import grpc
-import numpy as np
 
 from analysis_server.service import start_server
 from pvad.bench.hostile import draw_many, hostile_frames, random_bytes
@@ -17,7 +16,7 @@ from pvad.channel import secure_channel
 from pvad.v1 import pvad_pb2, pvad_pb2_grpc
 
 from conftest import client_tls, run, server_config
-from test_server import FRAME, encoder, exchange, latent_frame  # noqa: F401  (fixture)
+from test_server import FRAME, exchange, latent_frame
 
 EXPECTED = {
     "wrong_shape": grpc.StatusCode.INVALID_ARGUMENT,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import numpy as np
 import pytest
 
 from analysis_server.service import start_server
@@ -128,14 +127,6 @@ from pvad.subscriber import follow_alarms  # noqa: E402
 from test_server import _FixedAnalyzer, exchange, latent_frame  # noqa: E402
 
 import grpc  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    from camera_client.anonymize import create_anonymizer
-    from pvad.config import DpEncoderAnonymizer
-
-    return create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=0))
 
 
 def test_subscriber_limited_to_camera_a_sees_nothing_of_camera_b(pki, tmp_path, analyzer, encoder):

@@ -14,7 +14,7 @@ from camera_client.anonymize import create_anonymizer
 from camera_client.client import make_frame
 from pvad.channel import secure_channel
 from pvad.codec import encode_latent
-from pvad.config import BlurAnonymizer, DpEncoderAnonymizer
+from pvad.config import BlurAnonymizer
 from pvad.subscriber import follow_alarms
 from pvad.v1 import pvad_pb2, pvad_pb2_grpc
 
@@ -22,11 +22,6 @@ from conftest import client_tls, run, server_config
 
 rng = np.random.default_rng(0)
 FRAME = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    return create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=0))
 
 
 async def exchange(address, tls, frames):
