@@ -63,10 +63,22 @@ def _decode(decoder: nn.Module, latents: torch.Tensor, batch_size: int) -> Frame
     return np.concatenate([_to_u8(decoder(latents[i:i + batch_size])) for i in range(0, len(latents), batch_size)])
 
 
-def reconstruct(autoencoder: nn.Module, frames_rgb_u8: Frames, *, batch_size: int = 8) -> Frames:
-    """What the server sees: ``decoder(encoder(frames))`` as uint8 RGB of the same shape."""
+def reconstruct(autoencoder: nn.Module, frames_rgb_u8: Frames, *, batch_size: int = 8,
+                latent_noise: tuple[float, float] | None = None, seed: int = 0) -> Frames:
+    """What the server sees: ``decoder(encoder(frames))`` as uint8 RGB of the same shape.
+
+    ``latent_noise=(clip_norm, sigma)`` applies the camera's inference-time Gaussian mechanism
+    (``models.latent_noise.privatize_latent``) to each latent first."""
     autoencoder.eval()
-    return _decode(autoencoder.decoder, _encode(autoencoder.encoder, frames_rgb_u8, batch_size), batch_size)
+    z = _encode(autoencoder.encoder, frames_rgb_u8, batch_size)
+    if latent_noise is not None:
+        from models.latent_noise import privatize_latent
+
+        clip_norm, sigma = latent_noise
+        rng = np.random.default_rng(seed)
+        z = torch.from_numpy(np.stack([privatize_latent(zi, clip_norm=clip_norm, sigma=sigma, rng=rng)
+                                       for zi in z.float().numpy()]))
+    return _decode(autoencoder.decoder, z, batch_size)
 
 
 def quality(originals: Frames, decoded: Frames) -> dict[str, float]:
@@ -282,14 +294,18 @@ def _label(checkpoint: Path | None, card_extra: Mapping[str, Any], taken: Mappin
 
 def evaluate_privacy(checkpoints: Sequence[Path | None], files: Sequence[Path], *, attack: bool,
                      out_dir: Path | None = None, seed: int = 0, attack_epochs: int = 3,
-                     attack_public: int = 64, max_frames_per_video: int = 8) -> dict[str, dict[str, Any]]:
+                     attack_public: int = 64, max_frames_per_video: int = 8,
+                     latent_noise: tuple[float, float, float] | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate each autoencoder (``None`` = untrained, seed ``seed``) on frames of ``files``.
 
     Returns ``{label: {...}}``, label = ``card.extra["optimizer"]`` or the file stem
     ("untrained" for None), with ``mse``, ``psnr``, ``ssim``, ``faces_before``, ``faces_after``
     (per detector and ``total``), ``reid_top1``, ``reid_top1_known_boxes``, ``reid`` (counts),
     ``epsilon``, ``delta`` (None when not DP), ``encoder_id``, ``trained``, ``frames`` and
-    ``attack`` (``interception_attack``'s dict, or None without ``attack``). With ``out_dir``:
+    ``attack`` (``interception_attack``'s dict, or None without ``attack``). With
+    ``latent_noise=(clip_norm, sigma, delta)`` every model is also evaluated with the camera's
+    inference-time Gaussian mechanism, as ``<label>+noise`` with its per-frame ``frame_epsilon``
+    at ``frame_delta``. With ``out_dir``:
     ``privacy.json``, ``reconstructions.png`` and ``faces_<label>.png`` are written there.
     """
     frames, names = load_eval_frames(files, max_frames_per_video=max_frames_per_video)
@@ -324,6 +340,27 @@ def evaluate_privacy(checkpoints: Sequence[Path | None], files: Sequence[Path], 
                                           decoder=model.decoder, detectors=detectors) if attack else None,
         }
         logger.info("privacy %s: %s", label, {k: v for k, v in results[label].items() if not isinstance(v, dict)})
+        if latent_noise is not None:
+            from models.latent_noise import gaussian_epsilon
+
+            clip_norm, sigma, delta = latent_noise
+            noisy = reconstruct(model, frames, latent_noise=(clip_norm, sigma), seed=seed)
+            recon_by_label[f"{label}+noise"] = noisy
+            after_noisy = detect_faces(detectors, noisy)
+            reid_noisy = (reidentification(embedder, frames, noisy, detectors=detectors,
+                                           boxes=(before["total"], after_noisy["total"])) if embedder else None)
+            results[f"{label}+noise"] = {
+                **quality(frames, noisy),
+                "faces_before": results[label]["faces_before"],
+                "faces_after": {k: int(sum(map(len, v))) for k, v in after_noisy.items()},
+                "reid_top1": reid_noisy["reid_top1"] if reid_noisy else None,
+                "reid_top1_known_boxes": reid_noisy["reid_top1_known_boxes"] if reid_noisy else None,
+                "reid": reid_noisy, "epsilon": card.extra.get("epsilon"), "delta": card.extra.get("delta"),
+                "frame_epsilon": gaussian_epsilon(sigma / (2 * clip_norm), delta), "frame_delta": delta,
+                "latent_noise": {"clip_norm": clip_norm, "sigma": sigma},
+                "encoder_id": results[label]["encoder_id"], "trained": card.trained, "frames": len(frames),
+                "checkpoint": results[label]["checkpoint"], "attack": None,
+            }
         if out_dir is not None:
             pick = _frames_to_plot(before["total"])
             plot_face_overlays([img for i in pick for img in (frames[i], decoded[i])],

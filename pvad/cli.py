@@ -227,7 +227,8 @@ def _cmd_eval_privacy(args: argparse.Namespace) -> int:
         checkpoints = [p for p in (SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER) if p.is_file()]
     result = evaluate_privacy(checkpoints, [Path(f) for f in args.files], attack=not args.no_attack,
                               out_dir=Path(args.out) if args.out else None, seed=args.seed,
-                              attack_epochs=args.attack_epochs)
+                              attack_epochs=args.attack_epochs,
+                              latent_noise=tuple(args.latent_noise) if args.latent_noise else None)
     if args.json:
         print(json.dumps(result, default=str), flush=True)
     else:
@@ -308,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-attack", action="store_true", help="skip the interception attack (the slow part)")
     e.add_argument("--attack-epochs", type=int, default=3)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--latent-noise", nargs=3, type=float, metavar=("CLIP", "SIGMA", "DELTA"),
+                   help="also evaluate each model with the camera's inference-time latent noise")
     e.add_argument("--out", help="directory for privacy.json and the plots")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_cmd_eval_privacy)

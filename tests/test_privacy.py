@@ -209,3 +209,17 @@ def test_vispr_faces_found_before_and_none_after_untrained():
     assert r["frames"] == 3 and r["attack"] is None
     assert r["faces_before"]["total"] >= 3, r["faces_before"]  # measured: haar 4, dlib 4, union 7
     assert r["faces_after"]["total"] == 0 and r["reid_top1"] == 0.0
+
+
+def test_evaluate_privacy_with_latent_noise(tmp_path, astronaut):
+    from models.eval_privacy import evaluate_privacy
+    from models.latent_noise import gaussian_epsilon
+
+    cv2.imwrite(str(tmp_path / "astronaut.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    result = evaluate_privacy([None], [tmp_path / "astronaut.png"], attack=False, seed=0,
+                              latent_noise=(10.0, 2.0, 1e-5))
+    assert list(result) == ["untrained", "untrained+noise"]
+    noisy = result["untrained+noise"]
+    assert noisy["frame_epsilon"] == pytest.approx(gaussian_epsilon(2.0 / 20.0, 1e-5))
+    assert noisy["frame_delta"] == 1e-5 and noisy["latent_noise"] == {"clip_norm": 10.0, "sigma": 2.0}
+    assert noisy["mse"] != pytest.approx(result["untrained"]["mse"], rel=1e-6)  # the noise changed the frames
