@@ -288,9 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--kind", choices=["server", "camera", "subscriber", "demo", "train-autoencoder"])
     cc.set_defaults(func=_cmd_config_check)
 
-    c = sub.add_parser("protos", help="generated gRPC code")
-    c.add_argument("--check", action="store_true", help="fail if pvad/v1 is stale")
-    c.set_defaults(func=_cmd_protos)
+    c = sub.add_parser("protos", help="generated gRPC code in pvad/v1")
+    psub = c.add_subparsers(dest="protos_command", required=True, metavar="ACTION")
+    psub.add_parser("build", help="regenerate pvad/v1 from protos/").set_defaults(func=_cmd_protos, check=False)
+    psub.add_parser("check", help="fail if pvad/v1 is stale").set_defaults(func=_cmd_protos, check=True)
 
     c = sub.add_parser("train", help="train the networks")
     tsub = c.add_subparsers(dest="train_command", required=True, metavar="MODEL")

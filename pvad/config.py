@@ -67,6 +67,7 @@ class DpEncoderAnonymizer(Section):
     )
     seed: int = Field(0, description="seed of the untrained weights when no checkpoint is given")
     dtype: Literal["float16", "uint8"] = Field("float16", description="latent dtype on the wire")
+    compression: Literal["none", "zstd"] = Field("none", description="lossless coding of the latent bytes")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     latent_noise: LatentNoiseConfig | None = Field(None, description="null = no inference-time noise")
 

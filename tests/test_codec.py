@@ -64,3 +64,29 @@ def test_uint8_bad_scale_refused(latent):
     msg.scale = float("nan")
     with pytest.raises(InvalidFrame, match="scale"):
         decode_latent(msg, expected_shape=SHAPE)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "uint8"])
+def test_zstd_round_trip_is_lossless(latent, dtype):
+    plain = encode_latent(latent, encoder_id="abc", dtype=dtype)
+    packed = encode_latent(latent, encoder_id="abc", dtype=dtype, compression="zstd")
+    assert packed.compression == pvad_pb2.COMPRESSION_ZSTD
+    assert np.array_equal(decode_latent(packed, expected_shape=SHAPE), decode_latent(plain, expected_shape=SHAPE))
+
+
+def test_zstd_bomb_and_garbage_are_refused(latent):
+    import zstandard
+
+    bomb = encode_latent(latent, encoder_id="abc", dtype="uint8")
+    bomb.data = zstandard.ZstdCompressor().compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB from ~2 KB
+    bomb.compression = pvad_pb2.COMPRESSION_ZSTD
+    with pytest.raises(InvalidFrame, match="expands past"):
+        decode_latent(bomb, expected_shape=SHAPE)
+    garbage = encode_latent(latent, encoder_id="abc", dtype="uint8")
+    garbage.data, garbage.compression = b"not zstd at all", pvad_pb2.COMPRESSION_ZSTD
+    with pytest.raises(InvalidFrame, match="corrupt"):
+        decode_latent(garbage, expected_shape=SHAPE)
+    unknown = encode_latent(latent, encoder_id="abc", dtype="uint8")
+    unknown.compression = 9
+    with pytest.raises(InvalidFrame, match="compression"):
+        decode_latent(unknown, expected_shape=SHAPE)

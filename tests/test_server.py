@@ -14,7 +14,7 @@ from camera_client.anonymize import create_anonymizer
 from camera_client.client import make_frame
 from pvad.channel import secure_channel
 from pvad.codec import encode_latent
-from pvad.config import BlurAnonymizer
+from pvad.config import BlurAnonymizer, DpEncoderAnonymizer
 from pvad.subscriber import follow_alarms
 from pvad.v1 import pvad_pb2, pvad_pb2_grpc
 
@@ -282,3 +282,20 @@ def test_frames_from_several_cameras_share_batches(pki, tmp_path, analyzer, enco
     assert all(a.outcome == pvad_pb2.ACCEPTED for stream in acks for a in stream)
     assert sum(sizes) == 12 and max(sizes) == 2  # never above max_batch
     assert sizes.count(2) >= 4  # the two cameras' frames went through together
+
+
+def test_zstd_uint8_latents_are_accepted(pki, tmp_path, analyzer):
+    zstd_encoder = create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=0, dtype="uint8", compression="zstd"))
+
+    async def scenario():
+        srv = await start_server(server_config(pki, tmp_path), analyzer=analyzer)
+        try:
+            frames = [make_frame("cam-1", s, 0, zstd_encoder(FRAME)) for s in (1, 2)]
+            return frames, await exchange(f"127.0.0.1:{srv.port}", client_tls(pki, "camera/cam-1"), frames)
+        finally:
+            await srv.stop(0)
+
+    frames, acks = run(scenario())
+    assert frames[0].latent.compression == pvad_pb2.COMPRESSION_ZSTD
+    assert len(frames[0].latent.data) < 16 * 30 * 40
+    assert [a.outcome for a in acks] == [pvad_pb2.ACCEPTED] * 2

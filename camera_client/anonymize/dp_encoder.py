@@ -33,6 +33,7 @@ class DpEncoder:
         self.encoder = ae.encoder.to(self.device).eval()
         self.encoder_id = encoder_id(ae.encoder)
         self.dtype = cfg.dtype
+        self.compression = cfg.compression
         self.noise = cfg.latent_noise
         self._rng = np.random.default_rng()
         if self.noise is not None:
@@ -61,7 +62,7 @@ class DpEncoder:
             from models.latent_noise import privatize_latent
 
             z = privatize_latent(z, clip_norm=self.noise.clip_norm, sigma=self.noise.sigma, rng=self._rng)
-        return encode_latent(z, encoder_id=self.encoder_id, dtype=self.dtype)
+        return encode_latent(z, encoder_id=self.encoder_id, dtype=self.dtype, compression=self.compression)
 
 
 @register_anonymizer("dp-encoder")

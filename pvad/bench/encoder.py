@@ -1,7 +1,7 @@
 """`pvad bench encoder`: the camera's encoder cost and what it puts on the wire.
 
 Prints the encoder's median ms/frame on one and on two threads, the bytes of a frame message with
-a float16 and with a uint8 latent, the bytes of a JPEG q90 of the same 320x240 frame, and the SSIM
+a float16 and with a uint8 latent (raw and zstd-coded), the bytes of a JPEG q90 of the same 320x240 frame, and the SSIM
 of the server's reconstruction from each latent form against the reconstruction from the exact
 float32 latent (what the codec costs).
 """
@@ -57,13 +57,14 @@ def bench_encoder(source: Path, *, checkpoint: Path | None = None, frames: int =
         def recon(z: np.ndarray) -> np.ndarray:
             return dec(torch.from_numpy(z)[None])[0].permute(1, 2, 0).clamp(0, 1).numpy()
 
-        sizes = {"float16": [], "uint8": []}
+        sizes = {"float16": [], "uint8": [], "float16_zstd": [], "uint8_zstd": []}
         ssims = {"float16": [], "uint8": []}
         for z in latents[: min(len(latents), 20)]:
             exact = recon(z)
-            for dtype in sizes:
+            for dtype in ("float16", "uint8"):
                 msg = encode_latent(z, encoder_id=eid, dtype=dtype)
                 sizes[dtype].append(msg.ByteSize())
+                sizes[f"{dtype}_zstd"].append(encode_latent(z, encoder_id=eid, dtype=dtype, compression="zstd").ByteSize())
                 ssims[dtype].append(ssim(exact, recon(decode_latent(msg, expected_shape=z.shape))))
     jpeg = [len(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]) for f in bgr]
     jpeg_mean = statistics.fmean(jpeg)
@@ -76,8 +77,11 @@ def bench_encoder(source: Path, *, checkpoint: Path | None = None, frames: int =
         "encoder_fps_2_threads": round(1000.0 / ms[2], 1),
         "latent_bytes_float16": round(statistics.fmean(sizes["float16"])),
         "latent_bytes_uint8": round(statistics.fmean(sizes["uint8"])),
+        "latent_bytes_float16_zstd": round(statistics.fmean(sizes["float16_zstd"])),
+        "latent_bytes_uint8_zstd": round(statistics.fmean(sizes["uint8_zstd"])),
         "jpeg_q90_bytes": round(jpeg_mean),
         "uint8_over_jpeg": round(statistics.fmean(sizes["uint8"]) / jpeg_mean, 3),
+        "uint8_zstd_over_jpeg": round(statistics.fmean(sizes["uint8_zstd"]) / jpeg_mean, 3),
         "ssim_float16_vs_exact": round(statistics.fmean(ssims["float16"]), 5),
         "ssim_uint8_vs_exact": round(statistics.fmean(ssims["uint8"]), 5),
     }

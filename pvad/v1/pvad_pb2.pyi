@@ -16,6 +16,11 @@ class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DTYPE_FLOAT16: _ClassVar[DType]
     DTYPE_UINT8: _ClassVar[DType]
 
+class Compression(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPRESSION_NONE: _ClassVar[Compression]
+    COMPRESSION_ZSTD: _ClassVar[Compression]
+
 class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
@@ -32,6 +37,8 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT16: DType
 DTYPE_UINT8: DType
+COMPRESSION_NONE: Compression
+COMPRESSION_ZSTD: Compression
 OUTCOME_UNSPECIFIED: Outcome
 ACCEPTED: Outcome
 REJECTED: Outcome
@@ -42,20 +49,22 @@ ALARM_CLEARED: EventKind
 SCORE: EventKind
 
 class Latent(_message.Message):
-    __slots__ = ("encoder_id", "shape", "dtype", "scale", "zero_point", "data")
+    __slots__ = ("encoder_id", "shape", "dtype", "scale", "zero_point", "data", "compression")
     ENCODER_ID_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SCALE_FIELD_NUMBER: _ClassVar[int]
     ZERO_POINT_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     encoder_id: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     dtype: DType
     scale: float
     zero_point: int
     data: bytes
-    def __init__(self, encoder_id: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DType, str]] = ..., scale: _Optional[float] = ..., zero_point: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    compression: Compression
+    def __init__(self, encoder_id: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DType, str]] = ..., scale: _Optional[float] = ..., zero_point: _Optional[int] = ..., data: _Optional[bytes] = ..., compression: _Optional[_Union[Compression, str]] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("anonymizer", "jpeg")
