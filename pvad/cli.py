@@ -243,6 +243,22 @@ def _cmd_eval_privacy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from camera_client.capture import iter_frames
+    from models.export import export_encoder
+    from pvad.config import CaptureConfig
+
+    import cv2
+    import numpy as np
+
+    source = _bench_source(args)
+    frames = np.stack([cv2.cvtColor(f.bgr, cv2.COLOR_BGR2RGB)
+                       for f in iter_frames(CaptureConfig(source=str(source), target_fps=10, max_frames=args.frames))])
+    result = export_encoder(Path(args.model), fmt=args.format, out=Path(args.out), fp16=args.fp16, frames=frames)
+    _print_result(result, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pvad", description="Privacy-preserving video anomaly detection, edge to cloud.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
@@ -300,6 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from <out stem>.last.pt")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train_autoencoder)
+
+    c = sub.add_parser("export", help="export the camera-side encoder (ONNX / TorchScript), checked against PyTorch")
+    c.add_argument("--model", required=True, help="autoencoder checkpoint (with its card)")
+    c.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    c.add_argument("--fp16", action="store_true", help="half-precision weights")
+    c.add_argument("--out", required=True)
+    c.add_argument("--frames", type=int, default=16, help="real frames to check the export on")
+    c.add_argument("--source", help="video for those frames (default: the demo's sample video)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=_cmd_export)
 
     c = sub.add_parser("eval", help="evaluations")
     esub = c.add_subparsers(dest="eval_command", required=True, metavar="WHAT")

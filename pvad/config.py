@@ -70,6 +70,16 @@ class DpEncoderAnonymizer(Section):
     compression: Literal["none", "zstd"] = Field("none", description="lossless coding of the latent bytes")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     latent_noise: LatentNoiseConfig | None = Field(None, description="null = no inference-time noise")
+    runtime: Literal["torch", "onnxruntime"] = Field(
+        "torch", description="onnxruntime: run `exported` (TensorRT/CUDA provider when present, else CPU)"
+    )
+    exported: Path | None = Field(None, description="encoder made by `pvad export` (.onnx), for runtime onnxruntime")
+
+    @model_validator(mode="after")
+    def _exported_for_onnxruntime(self) -> "DpEncoderAnonymizer":
+        if self.runtime == "onnxruntime" and self.exported is None:
+            raise ValueError("runtime onnxruntime needs `exported`: an .onnx file made by `pvad export`")
+        return self
 
 
 class BlurAnonymizer(Section):

@@ -20,6 +20,31 @@ class DpEncoder:
     name = "dp-encoder"
 
     def __init__(self, cfg: DpEncoderAnonymizer) -> None:
+        self.dtype = cfg.dtype
+        self.compression = cfg.compression
+        self.noise = cfg.latent_noise
+        self._rng = np.random.default_rng()
+        self._exported = None
+        if cfg.runtime == "onnxruntime":
+            self._init_exported(cfg)
+        else:
+            self._init_torch(cfg)
+        if self.noise is not None:
+            from models.latent_noise import gaussian_epsilon
+
+            eps = gaussian_epsilon(self.noise.sigma / (2 * self.noise.clip_norm), self.noise.delta)
+            log.info("latent noise: clip %.3g, sigma %.3g -> each frame is (%.3g, %.0e)-DP", self.noise.clip_norm,
+                     self.noise.sigma, eps, self.noise.delta)
+
+    def _init_exported(self, cfg: DpEncoderAnonymizer) -> None:
+        from camera_client.anonymize.exported import ExportedEncoder
+
+        self._exported = ExportedEncoder(cfg.exported)
+        self.encoder_id = self._exported.encoder_id
+        self.untrained = not self._exported.card.get("trained", False)
+        log.info("dp-encoder %s from %s on %s", self.encoder_id, cfg.exported, ", ".join(self._exported.providers))
+
+    def _init_torch(self, cfg: DpEncoderAnonymizer) -> None:
         import torch  # here, not at import: cameras with image anonymizers run without loading torch
 
         from models.autoencoder import encoder_id, load_autoencoder
@@ -32,16 +57,6 @@ class DpEncoder:
         self.device = torch.device("cuda" if want_cuda else "cpu")
         self.encoder = ae.encoder.to(self.device).eval()
         self.encoder_id = encoder_id(ae.encoder)
-        self.dtype = cfg.dtype
-        self.compression = cfg.compression
-        self.noise = cfg.latent_noise
-        self._rng = np.random.default_rng()
-        if self.noise is not None:
-            from models.latent_noise import gaussian_epsilon
-
-            eps = gaussian_epsilon(self.noise.sigma / (2 * self.noise.clip_norm), self.noise.delta)
-            log.info("latent noise: clip %.3g, sigma %.3g -> each frame is (%.3g, %.0e)-DP", self.noise.clip_norm,
-                     self.noise.sigma, eps, self.noise.delta)
         self.untrained = not card.trained
         if self.untrained:
             log.warning("dp-encoder %s is UNTRAINED (%s): latents are not private by training", self.encoder_id, card.provenance)
@@ -50,8 +65,10 @@ class DpEncoder:
 
     def encode(self, frame_bgr: np.ndarray) -> np.ndarray:
         """BGR uint8 240x320x3 -> latent float32 16x30x40."""
-        torch = self._torch
         rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        if self._exported is not None:
+            return self._exported(rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)[0]
+        torch = self._torch
         with torch.inference_mode():
             x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
             return self.encoder(x.contiguous(memory_format=torch.channels_last))[0].float().cpu().numpy()

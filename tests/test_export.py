@@ -1,0 +1,79 @@
+"""`pvad export`: the exported encoder matches PyTorch, carries its card, and a camera running it
+with onnxruntime sends latents the server accepts under the same encoder id."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.checkpoint import save_checkpoint
+from pvad.config import SHIPPED_DP_AUTOENCODER, DpEncoderAnonymizer
+from pvad.errors import ModelLoadError
+
+FRAMES = (np.random.default_rng(0).random((4, 240, 320, 3)) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
+def test_export_matches_pytorch_and_carries_the_card(tmp_path, fmt, suffix):
+    if fmt == "onnx":
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+    from camera_client.anonymize.exported import ExportedEncoder
+    from models.export import export_encoder
+
+    out = tmp_path / f"encoder{suffix}"
+    r = export_encoder(SHIPPED_DP_AUTOENCODER, fmt=fmt, out=out, frames=FRAMES)
+    assert r["format"] == fmt and r["frames"] == 4
+    assert r["max_abs_diff"] < 1e-4 and r["ssim_vs_torch"] > 0.9999
+    assert r["ms_per_frame_torch"] > 0 and r["ms_per_frame_export"] > 0
+    reloaded = ExportedEncoder(out)
+    assert reloaded.encoder_id == r["encoder_id"]
+    assert reloaded.card["architecture"] == "autoencoder-g22" and reloaded.card["trained"] is True
+
+
+def test_export_refuses_a_file_without_a_card_and_unknown_formats(tmp_path):
+    import torch
+
+    from models.export import export_encoder
+
+    bare = tmp_path / "bare.pt"
+    torch.save({"weights": torch.zeros(3)}, bare)
+    with pytest.raises(ModelLoadError, match="bare.pt"):
+        export_encoder(bare, fmt="onnx", out=tmp_path / "x.onnx")
+    with pytest.raises(ValueError, match="unknown export format"):
+        export_encoder(SHIPPED_DP_AUTOENCODER, fmt="tflite", out=tmp_path / "x.tflite")
+
+
+def test_export_refuses_a_non_autoencoder_checkpoint(tmp_path):
+    from models.export import export_encoder
+    from models.two_stream import TwoStreamClassifier, two_stream_card
+
+    model = TwoStreamClassifier(backbone="tiny", streams=1, bag=False, hidden=8)
+    path = save_checkpoint(tmp_path / "cls.pt", model, two_stream_card(trained=False, provenance="test", **model.arch_kwargs))
+    with pytest.raises(ModelLoadError, match="no camera-side network"):
+        export_encoder(path, fmt="torchscript", out=tmp_path / "x.pt")
+
+
+def test_camera_runtime_onnxruntime_matches_the_torch_encoder(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from camera_client.anonymize import create_anonymizer
+    from models.export import export_encoder
+    from pvad.codec import decode_latent
+
+    out = tmp_path / "enc.onnx"
+    export_encoder(SHIPPED_DP_AUTOENCODER, fmt="onnx", out=out, frames=FRAMES[:1])
+    onnx_cam = create_anonymizer(DpEncoderAnonymizer(runtime="onnxruntime", exported=out))
+    torch_cam = create_anonymizer(DpEncoderAnonymizer())
+    bgr = FRAMES[0][..., ::-1].copy()
+    a, b = onnx_cam(bgr), torch_cam(bgr)
+    assert a.encoder_id == b.encoder_id  # the server decodes both with the same decoder
+    za, zb = decode_latent(a, expected_shape=(16, 30, 40)), decode_latent(b, expected_shape=(16, 30, 40))
+    assert np.abs(za - zb).max() < 1e-2  # float16 on the wire
+
+
+def test_onnxruntime_needs_an_exported_file():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="exported"):
+        DpEncoderAnonymizer(runtime="onnxruntime")
