@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS events (
     time_ns INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_camera ON events (camera_id, id);
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    last_id INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS camera_state (
     camera_id TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL,
@@ -130,6 +134,19 @@ class EventLog:
         args.append(limit)
         with self._lock:
             return [_to_message(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def cursor(self, name: str) -> int:
+        """Last event id a named consumer (e.g. the MQTT bridge) has delivered; 0 if none."""
+        with self._lock:
+            row = self._db.execute("SELECT last_id FROM cursors WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_cursor(self, name: str, last_id: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO cursors (name, last_id) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_id=excluded.last_id",
+                (name, int(last_id)),
+            )
 
     def last_id(self) -> int:
         with self._lock:

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from analysis_server.alarms import AlarmHub, EventLog
 from analysis_server.flow import CameraFlow
 from analysis_server.metrics import ServerMetrics
+from analysis_server.mqtt_bridge import MqttBridge
 from analysis_server.pipeline import Analyzer, Batcher
 from analysis_server.scoring import SigmoidalAnomalyScore
 from analysis_server.validate import parse_frame
@@ -231,6 +232,7 @@ class RunningServer:
     health: health.aio.HealthServicer
     metrics: ServerMetrics
     metrics_port: int | None
+    mqtt: MqttBridge | None = None
 
     async def stop(self, grace: float | None = 5.0) -> None:
         """Graceful stop: health says NOT_SERVING, frames already received are analysed and
@@ -249,6 +251,8 @@ class RunningServer:
         )
         await self.server.stop(0.5 if grace else 0)
         await self.batcher.stop()
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         self.hub.log.close()
 
 
@@ -295,5 +299,9 @@ async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -
     for name in names[:2] + [""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     metrics_port = metrics.serve(cfg.metrics.listen) if cfg.metrics.listen else None
+    bridge = None
+    if cfg.mqtt is not None:
+        bridge = MqttBridge(cfg.mqtt, hub)
+        bridge.start()
     log.info("analysis server listening on %s (port %d), mTLS, accepts %s", cfg.listen, port, cfg.accept)
-    return RunningServer(server, port, analyzer, batcher, hub, ingest, health_servicer, metrics, metrics_port)
+    return RunningServer(server, port, analyzer, batcher, hub, ingest, health_servicer, metrics, metrics_port, bridge)

@@ -245,6 +245,26 @@ class AccessConfig(Section):
         return None if self.default == "all" else frozenset()
 
 
+class MqttTLS(Section):
+    ca: Path = Field(description="CA that signed the broker's certificate")
+    cert: Path | None = Field(None, description="client certificate, when the broker asks for one")
+    key: Path | None = None
+
+
+class MqttConfig(Section):
+    """Alarm events to an MQTT broker (Frigate-style topics), replayed from the event log."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = Field("pvad", pattern=r"^[^#+]+$")
+    client_id: str = "pvad-server"
+    qos: Literal[0, 1, 2] = 1
+    username: str | None = None
+    password_file: Path | None = Field(None, description="file holding the password (never the password itself)")
+    tls: MqttTLS | None = None
+    reconnect_max_s: float = Field(30.0, gt=0.0)
+
+
 class MetricsConfig(Section):
     listen: str | None = Field(None, description="host:port for Prometheus /metrics; null = off")
 
@@ -266,6 +286,7 @@ class ServerConfig(Section):
     access: AccessConfig = AccessConfig()
     event_log: EventLogConfig = EventLogConfig()
     metrics: MetricsConfig = MetricsConfig()
+    mqtt: MqttConfig | None = Field(None, description="null = no MQTT bridge")
     drain_s: float = Field(5.0, ge=0.0, le=600.0, description="on SIGTERM, time to finish frames in analysis")
 
 
