@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.pvad-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[yolo,train,faces,export,mqtt,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[server,yolo,train,faces,export,mqtt,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

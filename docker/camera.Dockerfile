@@ -6,21 +6,21 @@
 # The config is mounted at /etc/pvad/camera.yaml, the camera's certificate and key arrive as
 # secrets under /run/secrets, the video (or /dev/videoN, or an rtsp:// URL in the config) is mounted.
 #
-# On a Jetson (L4T) the base would differ: start FROM an L4T image matching the board's JetPack
-# (e.g. nvcr.io/nvidia/l4t-pytorch:r35.2.1-pth2.0-py3 or dustynv/l4t-pytorch), which is aarch64 and
-# already carries NVIDIA's CUDA build of torch/torchvision and a GStreamer-enabled OpenCV. There,
-# do not let pip replace them: install with `pip install --no-deps .` plus the remaining pure-Python
-# dependencies (or a constraints file pinning the preinstalled torch), skip the CPU wheel index below,
-# set the anonymizer's `device: cuda`, and run the container with `runtime: nvidia` and the camera
-# device (/dev/video0 or the CSI argus socket) passed through.
+# The image installs `pvad[camera]`: no PyTorch. The encoder runs from the ONNX export that ships in
+# models/weights (made by `pvad export`) through onnxruntime; configs/docker/camera.yaml selects it.
+#
+# On a Jetson (L4T): start FROM an L4T base matching the board's JetPack (e.g.
+# nvcr.io/nvidia/l4t-jetpack:r36.x), install NVIDIA's onnxruntime-gpu wheel for that JetPack
+# (it carries the TensorRT and CUDA execution providers, which the camera then picks before the CPU
+# one), keep the preinstalled GStreamer-enabled OpenCV (`pip install --no-deps .` plus the other
+# base dependencies), and run the container with `runtime: nvidia` and the camera device
+# (/dev/video0 or the CSI argus socket) passed through. See the README's "Jetson" section for
+# building a TensorRT engine from the same ONNX file.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
 
 ARG PVAD_UID=1000
-# CPU-only torch wheels (the default PyPI linux wheels are CUDA builds of several GB); pip picks the
-# "+cpu" build of the pinned version from this index.
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -34,7 +34,7 @@ RUN apt-get update \
 WORKDIR /opt/pvad/src
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --extra-index-url "${TORCH_INDEX}" . \
+    pip install ".[camera]" \
  && pvad --help > /dev/null
 
 RUN useradd --uid "${PVAD_UID}" --create-home --shell /usr/sbin/nologin pvad \

@@ -36,7 +36,7 @@ COPY . .
 # The default PyPI torch wheels for linux/x86_64 are CUDA builds; the base image adds the cuDNN
 # runtime and the NVIDIA runtime hooks.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install ".[yolo]" \
+    pip install ".[server,yolo,mqtt]" \
  && pvad --help > /dev/null
 
 # gRPC health probe over mTLS (the server accepts no connection without a client certificate),

@@ -24,6 +24,8 @@ FRAME_WIDTH = 320
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
 SHIPPED_DP_AUTOENCODER = SHIPPED_WEIGHTS / "autoencoder-dp-adagrad.pt"
 SHIPPED_AUTOENCODER = SHIPPED_WEIGHTS / "autoencoder-adam.pt"
+# The DP pair's encoder exported by `pvad export --format onnx` (for cameras without PyTorch).
+SHIPPED_DP_ENCODER_ONNX = SHIPPED_WEIGHTS / "autoencoder-dp-adagrad.encoder.onnx"
 
 
 class Section(BaseModel):
@@ -73,13 +75,9 @@ class DpEncoderAnonymizer(Section):
     runtime: Literal["torch", "onnxruntime"] = Field(
         "torch", description="onnxruntime: run `exported` (TensorRT/CUDA provider when present, else CPU)"
     )
-    exported: Path | None = Field(None, description="encoder made by `pvad export` (.onnx), for runtime onnxruntime")
-
-    @model_validator(mode="after")
-    def _exported_for_onnxruntime(self) -> "DpEncoderAnonymizer":
-        if self.runtime == "onnxruntime" and self.exported is None:
-            raise ValueError("runtime onnxruntime needs `exported`: an .onnx file made by `pvad export`")
-        return self
+    exported: Path = Field(
+        SHIPPED_DP_ENCODER_ONNX, description="encoder made by `pvad export` (.onnx), for runtime onnxruntime"
+    )
 
 
 class BlurAnonymizer(Section):

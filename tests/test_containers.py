@@ -94,7 +94,7 @@ def test_healthcheck_probe_over_mtls(health_server, pki, tmp_path):
 def test_server_dockerfile():
     text = _dockerfile("server.Dockerfile")
     assert re.search(r"^FROM .*(nvidia/cuda|pytorch/pytorch)", text, re.M) or "nvidia/cuda:" in text
-    assert re.search(r'pip install [^\n]*"?\.\[yolo\]"?', text)
+    assert re.search(r'pip install [^\n]*"\.\[server,yolo,mqtt\]"', text)  # torch, detector, MQTT bridge
     assert re.search(r"^EXPOSE 50051$", text, re.M)
     assert re.search(r"^HEALTHCHECK .*pvad-healthcheck", text, re.M)
     user = re.findall(r"^USER (\S+)$", text, re.M)
@@ -105,7 +105,7 @@ def test_server_dockerfile():
 def test_camera_dockerfile():
     text = _dockerfile("camera.Dockerfile")
     assert re.search(r"^FROM \$\{PYTHON_IMAGE\}$", text, re.M) and "python:3.11-slim" in text
-    assert re.search(r"pip install [^\n]* \.(\s|$)", text)
+    assert re.search(r'pip install "\.\[camera\]"', text) and "torch" not in text.split("FROM", 1)[1].split("ENTRYPOINT")[0].replace("PyTorch", "")
     assert "L4T" in text or "Jetson" in text
     user = re.findall(r"^USER (\S+)$", text, re.M)
     assert user and user[-1] not in ("root", "0")
@@ -136,7 +136,8 @@ def test_compose_file_structure():
     """`docker compose config` is unavailable here (no compose plugin); check the structure instead."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services, secrets = compose["services"], compose["secrets"]
-    assert set(services) == {"server", "camera"}
+    assert set(services) == {"server", "camera", "mqtt"}
+    assert services["mqtt"]["image"].startswith("eclipse-mosquitto")
     server, camera = services["server"], services["camera"]
 
     assert server["build"]["dockerfile"] == "docker/server.Dockerfile"

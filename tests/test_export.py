@@ -72,8 +72,34 @@ def test_camera_runtime_onnxruntime_matches_the_torch_encoder(tmp_path):
     assert np.abs(za - zb).max() < 1e-2  # float16 on the wire
 
 
-def test_onnxruntime_needs_an_exported_file():
-    from pydantic import ValidationError
+def test_onnxruntime_defaults_to_the_shipped_export_and_names_a_missing_file(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from camera_client.anonymize import create_anonymizer
+    from camera_client.anonymize.exported import ExportedEncoder
+    from pvad.config import SHIPPED_DP_ENCODER_ONNX
 
-    with pytest.raises(ValidationError, match="exported"):
-        DpEncoderAnonymizer(runtime="onnxruntime")
+    cam = create_anonymizer(DpEncoderAnonymizer(runtime="onnxruntime"))
+    assert cam.encoder_id == create_anonymizer(DpEncoderAnonymizer()).encoder_id
+    assert DpEncoderAnonymizer(runtime="onnxruntime").exported == SHIPPED_DP_ENCODER_ONNX
+    with pytest.raises(ModelLoadError, match="nope.onnx"):
+        create_anonymizer(DpEncoderAnonymizer(runtime="onnxruntime", exported=tmp_path / "nope.onnx"))
+    with pytest.raises(ModelLoadError, match="CUDAExecutionProvider"):
+        ExportedEncoder(SHIPPED_DP_ENCODER_ONNX, providers=["CUDAExecutionProvider"])
+
+
+def test_demo_streams_with_the_onnx_encoder(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from pvad.config import DemoConfig
+    from pvad.demo import run_demo
+
+    cfg = DemoConfig(workdir=tmp_path, max_frames=6, anonymizer=DpEncoderAnonymizer(runtime="onnxruntime"))
+    import io
+
+    summary = run_demo_sync(run_demo(cfg, out=io.StringIO()))
+    assert summary["frames_acked"] == summary["frames_sent"] == 6 and summary["frames_rejected"] == 0
+
+
+def run_demo_sync(coro):
+    import asyncio
+
+    return asyncio.run(coro)

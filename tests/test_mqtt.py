@@ -99,6 +99,12 @@ class Listener:
         self.client.disconnect()
 
 
+async def _delivered(srv, n: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while srv.mqtt.delivered < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
 def _alarm_sigmas(cycles: int) -> list[float]:
     return ([1.0] * 4 + [0.0] * 4) * cycles  # raise on the 4th frame, clear on the 5th
 
@@ -116,11 +122,13 @@ def test_alarms_reach_mqtt_in_order_and_are_replayed_after_a_broker_restart(pki,
             try:
                 await exchange(address, tls, [latent_frame(encoder, s) for s in range(1, 9)])  # raise + clear
                 first = await asyncio.to_thread(listener.wait_for, "pvad/events", 2)
+                await _delivered(srv, 2)  # acknowledged by the broker: the cursor moved past them
                 await asyncio.to_thread(broker.stop)  # broker down: the server goes on
                 acks = await exchange(address, tls, [latent_frame(encoder, s) for s in range(9, 25)])
                 await asyncio.to_thread(broker.start)
                 allev = await asyncio.to_thread(listener.wait_for, "pvad/events", 6)
                 per_cam = await asyncio.to_thread(listener.wait_for, "pvad/cam-1/alarm", 6)
+                await _delivered(srv, 6)
                 return first, acks, allev, per_cam, srv.hub.log.since(0), srv.mqtt.delivered
             finally:
                 await srv.stop(0)
@@ -153,9 +161,7 @@ def test_retained_state_and_credentials_from_a_file(pki, tmp_path, analyzer, enc
             try:
                 await exchange(f"127.0.0.1:{srv.port}", client_tls(pki, "camera/cam-1"),
                                [latent_frame(encoder, s) for s in range(1, 5)])
-                deadline = time.monotonic() + 20
-                while srv.mqtt.delivered < 1 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
+                await _delivered(srv, 1)
                 return srv.mqtt.delivered
             finally:
                 await srv.stop(0)
@@ -169,3 +175,32 @@ def test_retained_state_and_credentials_from_a_file(pki, tmp_path, analyzer, enc
         broker.stop()
     assert delivered == 1
     assert state and state[0]["alarm"] is True and retained[0] is True
+
+
+def test_refused_credentials_are_reported_and_the_server_keeps_running(pki, tmp_path, analyzer, encoder, caplog):
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "pvad", "s3cret"], check=True, capture_output=True)
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-it\n")
+    broker = Broker(tmp_path, password_file=pw)
+    broker.start()
+    try:
+        cfg = server_config(pki, tmp_path, mqtt=MqttConfig(port=broker.port, username="pvad", password_file=wrong))
+
+        async def scenario():
+            srv = await start_server(cfg, analyzer=_FixedAnalyzer(analyzer, [1.0] * 4))
+            try:
+                acks = await exchange(f"127.0.0.1:{srv.port}", client_tls(pki, "camera/cam-1"),
+                                      [latent_frame(encoder, s) for s in range(1, 5)])
+                await asyncio.sleep(1.0)
+                return acks, srv.mqtt.delivered, len(srv.hub.log.since(0))
+            finally:
+                await srv.stop(0)
+
+        with caplog.at_level("ERROR", logger="analysis_server.mqtt_bridge"):
+            acks, delivered, persisted = run(scenario(), timeout=60)
+    finally:
+        broker.stop()
+    assert all(a.outcome == 1 for a in acks) and persisted == 1  # analysed and persisted all the same
+    assert delivered == 0
+    assert any("refused the connection" in r.getMessage() and "password_file" in r.getMessage() for r in caplog.records)

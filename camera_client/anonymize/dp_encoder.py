@@ -11,6 +11,7 @@ import numpy as np
 from camera_client.anonymize import register_anonymizer
 from pvad.codec import encode_latent
 from pvad.config import DpEncoderAnonymizer
+from pvad.errors import ModelLoadError
 from pvad.v1 import pvad_pb2
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,11 @@ class DpEncoder:
         log.info("dp-encoder %s from %s on %s", self.encoder_id, cfg.exported, ", ".join(self._exported.providers))
 
     def _init_torch(self, cfg: DpEncoderAnonymizer) -> None:
-        import torch  # here, not at import: cameras with image anonymizers run without loading torch
+        try:  # here, not at import: cameras with image anonymizers or onnxruntime run without torch
+            import torch
+        except ImportError:
+            raise ModelLoadError("anonymizer.runtime torch needs PyTorch (pip install 'pvad[server]'); "
+                                 "a camera-only install uses `runtime: onnxruntime`") from None
 
         from models.autoencoder import encoder_id, load_autoencoder
 

@@ -19,6 +19,9 @@ class ExportedEncoder:
 
     def __init__(self, path: Path, *, providers: list[str] | None = None) -> None:
         self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelLoadError(f"anonymizer.exported: no such file {self.path}; make one with "
+                                 f"`pvad export --model CHECKPOINT --format onnx --out {self.path}`")
         if self.path.suffix == ".onnx":
             self._session, self.encoder_id, self.card, self.providers = _open_onnx(self.path, providers)
             self.format = "onnx"
