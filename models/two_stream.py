@@ -189,7 +189,7 @@ def load_classifier(
                     f"but {value!r} in the configuration"
                 )
         if model.hidden != hidden:
-            logger.info("checkpoint %s has hidden=%d (configured %d); using the file's", checkpoint, model.hidden, hidden)
+            logger.warning("checkpoint %s has hidden=%d but classifier.hidden is %d; the file's wins", checkpoint, model.hidden, hidden)
         return model, card
 
     with torch.random.fork_rng(devices=[]):
