@@ -259,6 +259,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_edge(args: argparse.Namespace) -> int:
+    from pvad.bench.edge import bench_edge
+
+    _print_result(bench_edge(_bench_source(args), frames=args.frames), args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pvad", description="Privacy-preserving video anomaly detection, edge to cloud.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
@@ -350,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench_train)
+    b = bsub.add_parser("edge", help="camera-side ms/frame per stage and bytes/frame, for every anonymizer")
+    b.add_argument("--frames", type=int, default=50)
+    b.add_argument("--source")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_edge)
     b = bsub.add_parser("encoder", help="camera encoder ms/frame and wire bytes (f16, u8) vs JPEG q90")
     b.add_argument("--checkpoint", help="autoencoder checkpoint (default: the shipped DP one)")
     b.add_argument("--frames", type=int, default=50)

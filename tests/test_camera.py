@@ -99,3 +99,15 @@ def test_latent_noise_clips_and_perturbs():
     resid = z - z0 * scale
     assert abs(resid.std() - 0.5) < 0.02  # the added noise has the configured sigma
     assert abs(resid.mean()) < 0.02
+
+
+@needs_bikes
+def test_bench_edge_reports_every_stage_and_anonymizer():
+    from pvad.bench.edge import CONFIGS, bench_edge
+
+    r = bench_edge(BIKES, frames=4)
+    assert r["frames"] == 4 and r["capture_ms"] > 0 and r["resize_ms"] > 0
+    assert set(r["anonymizers"]) == set(CONFIGS)
+    dp, u8z = r["anonymizers"]["dp-encoder"], r["anonymizers"]["dp-encoder-u8-zstd"]
+    assert dp["bytes_per_frame"] > 16 * 30 * 40 * 2 and u8z["bytes_per_frame"] < 16 * 30 * 40
+    assert dp["encoder_ms"] > 0 and dp["codec_ms"] >= 0
