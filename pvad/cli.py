@@ -266,6 +266,15 @@ def _cmd_bench_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_server(args: argparse.Namespace) -> int:
+    from pvad.bench.server import bench_server
+
+    result = bench_server(source=_bench_source(args), cameras=args.cameras, frames=args.frames,
+                          batches=tuple(args.batch or (1, 4, 8)), precision=args.precision, only=args.profile)
+    _print_result(result, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pvad", description="Privacy-preserving video anomaly detection, edge to cloud.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
@@ -357,6 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench_train)
+    b = bsub.add_parser("server", help="server frames/s per profile and batch size, pipeline efficiency")
+    b.add_argument("--cameras", type=int, default=8)
+    b.add_argument("--frames", type=int, default=12, help="frames per camera")
+    b.add_argument("--batch", type=int, action="append", help="max batch sizes (default 1, 4, 8)")
+    b.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    b.add_argument("--profile", action="append", choices=["paper", "cpu"], help="default: both")
+    b.add_argument("--source")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_server)
     b = bsub.add_parser("edge", help="camera-side ms/frame per stage and bytes/frame, for every anonymizer")
     b.add_argument("--frames", type=int, default=50)
     b.add_argument("--source")

@@ -35,3 +35,17 @@ def test_bf16_agrees_with_fp32():
 def test_fp16_needs_cuda():
     with pytest.raises(ConfigError, match="analysis.precision"):
         Analyzer(tiny_analysis(device="cpu", precision="fp16"), DecoderConfig(checkpoints=[], untrained_seeds=[]))
+
+
+def test_bench_server_reports_fps_stages_and_efficiency():
+    from pvad import samples
+    from pvad.bench.server import bench_server
+
+    tiny = {"device": "cpu", "detector": {"backend": "none"},
+            "classifier": {"backbone": "tiny", "hidden": 16, "bag": False, "pretrained": "never"}}
+    r = bench_server(source=samples.default_video(), cameras=2, frames=3, batches=(1, 2), analysis=tiny)
+    p = r["profiles"]["custom"]
+    assert set(p["by_batch"]) == {1, 2} and all(v["fps"] > 0 for v in p["by_batch"].values())
+    assert set(p["isolated_ms"]) == {"decode", "flow", "detector", "classifier"}
+    assert 0 < p["pipeline_efficiency"] and p["batch_speedup"] > 0
+    assert r["pipeline_efficiency"] == p["pipeline_efficiency"]
