@@ -19,6 +19,7 @@ import logging
 import threading
 
 from analysis_server.alarms import AlarmHub
+from pvad.aio import cancel_and_wait
 from pvad.config import MqttConfig
 from pvad.errors import ConfigError
 from pvad.v1 import pvad_pb2
@@ -87,12 +88,7 @@ class MqttBridge:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pvad-mqtt")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         self.client.disconnect()
         self.client.loop_stop()
 

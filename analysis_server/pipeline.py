@@ -25,6 +25,7 @@ from analysis_server.flow import CameraFlow, FlowEstimator
 from analysis_server.validate import Payload
 from models.autoencoder import LATENT_SHAPE, encoder_id, load_autoencoder
 from models.two_stream import load_classifier
+from pvad.aio import cancel_and_wait
 from pvad.config import AnalysisConfig, DecoderConfig
 from pvad.errors import ConfigError
 
@@ -73,9 +74,7 @@ class DecoderBank:
             else:
                 log.info("decoder for encoder %s loaded from %s", eid, what)
 
-    @property
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        return {eid: LATENT_SHAPE for eid in self.decoders}
+        self.shapes: dict[str, tuple[int, ...]] = {eid: LATENT_SHAPE for eid in self.decoders}
 
 
 class Analyzer:
@@ -189,12 +188,7 @@ class Batcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pvad-batcher")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def submit(self, state: CameraFlow, payload: Payload) -> float:
         fut = asyncio.get_running_loop().create_future()

@@ -23,11 +23,9 @@ from pvad.config import (
     CameraConfig,
     CaptureConfig,
     ClientTLS,
-    DarknetDetector,
     DecoderConfig,
     DemoConfig,
     EventLogConfig,
-    HogDetector,
     ServerConfig,
     ServerTLS,
 )
@@ -36,20 +34,14 @@ from pvad.v1 import pvad_pb2
 
 log = logging.getLogger(__name__)
 
-YOLO_FASTEST = samples.SHARED_DATA / "weights" / "yolo-fastest-1.1_coco"
 SUBSCRIBER = "demo"
 
 
 def choose_detector(cfg: DemoConfig) -> DemoConfig:
-    """When the demo config names no detector: YOLO-Fastest (COCO-80, from ../shared/data) if present,
-    else OpenCV's HOG people detector (ships with OpenCV; counts people only)."""
+    """When the demo config names no detector, use `samples.offline_detector()`."""
     if "detector" in cfg.analysis.model_fields_set:
         return cfg
-    cfg_file, weights = YOLO_FASTEST / "yolo-fastest-1.1-xl.cfg", YOLO_FASTEST / "yolo-fastest-1.1-xl.weights"
-    if cfg_file.is_file() and weights.is_file():
-        det = DarknetDetector(cfg=cfg_file, weights=weights)
-    else:
-        det = HogDetector()
+    det = samples.offline_detector()
     log.info("demo: no detector configured; using %s", det.backend)
     analysis = cfg.analysis.model_copy(update={"detector": det})
     return cfg.model_copy(update={"analysis": analysis})

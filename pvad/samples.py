@@ -10,6 +10,18 @@ log = logging.getLogger(__name__)
 # ../shared/data next to a checkout (the reference machine has it; a user's clone usually not).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 INTEL_VIDEO = SHARED_DATA / "intel_sample_videos" / "one-by-one-person-detection.mp4"
+YOLO_FASTEST = SHARED_DATA / "weights" / "yolo-fastest-1.1_coco"
+
+
+def offline_detector():
+    """The detector config a demo or benchmark uses when none is given: YOLO-Fastest-xl (COCO-80,
+    Darknet files from ../shared/data) when present, else OpenCV's HOG people detector."""
+    from pvad.config import DarknetDetector, HogDetector
+
+    cfg, weights = YOLO_FASTEST / "yolo-fastest-1.1-xl.cfg", YOLO_FASTEST / "yolo-fastest-1.1-xl.weights"
+    if cfg.is_file() and weights.is_file():
+        return DarknetDetector(cfg=cfg, weights=weights)
+    return HogDetector()
 
 
 def bundled_video() -> Path | None:

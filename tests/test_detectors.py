@@ -11,9 +11,9 @@ from pvad.config import DarknetDetector, HogDetector, NoDetector, UltralyticsDet
 from pvad.errors import ModelLoadError
 
 from conftest import INTEL_VIDEO, SHARED_DATA, needs_shared
+from pvad.samples import YOLO_FASTEST
 
 VISPR = sorted((SHARED_DATA / "la3d" / "vispr").glob("*.jpg"))
-YOLO_FASTEST = SHARED_DATA / "weights" / "yolo-fastest-1.1_coco"
 
 
 def _frame(path: Path) -> np.ndarray:

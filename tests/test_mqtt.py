@@ -99,6 +99,18 @@ class Listener:
         self.client.disconnect()
 
 
+def _password_broker(tmp: Path, *, client_password: str) -> tuple[Broker, Path]:
+    """A started broker that knows user `pvad` with password `s3cret`, and a password file for the
+    server's bridge holding `client_password`."""
+    pw = tmp / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "pvad", "s3cret"], check=True, capture_output=True)
+    secret = tmp / "mqtt-password"
+    secret.write_text(client_password + "\n")
+    broker = Broker(tmp, password_file=pw)
+    broker.start()
+    return broker, secret
+
+
 async def _delivered(srv, n: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while srv.mqtt.delivered < n and time.monotonic() < deadline:
@@ -147,12 +159,7 @@ def test_alarms_reach_mqtt_in_order_and_are_replayed_after_a_broker_restart(pki,
 
 
 def test_retained_state_and_credentials_from_a_file(pki, tmp_path, analyzer, encoder):
-    pw = tmp_path / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "pvad", "s3cret"], check=True, capture_output=True)
-    secret = tmp_path / "mqtt-password"
-    secret.write_text("s3cret\n")
-    broker = Broker(tmp_path, password_file=pw)
-    broker.start()
+    broker, secret = _password_broker(tmp_path, client_password="s3cret")
     try:
         cfg = server_config(pki, tmp_path, mqtt=MqttConfig(port=broker.port, username="pvad", password_file=secret))
 
@@ -178,12 +185,7 @@ def test_retained_state_and_credentials_from_a_file(pki, tmp_path, analyzer, enc
 
 
 def test_refused_credentials_are_reported_and_the_server_keeps_running(pki, tmp_path, analyzer, encoder, caplog):
-    pw = tmp_path / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "pvad", "s3cret"], check=True, capture_output=True)
-    wrong = tmp_path / "wrong-password"
-    wrong.write_text("not-it\n")
-    broker = Broker(tmp_path, password_file=pw)
-    broker.start()
+    broker, wrong = _password_broker(tmp_path, client_password="not-it")
     try:
         cfg = server_config(pki, tmp_path, mqtt=MqttConfig(port=broker.port, username="pvad", password_file=wrong))
 

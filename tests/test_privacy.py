@@ -7,7 +7,6 @@ import importlib.util
 import itertools
 import math
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,7 +22,8 @@ from models.latent_noise import (
 )
 from pvad.errors import ModelLoadError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED_DATA  # noqa: E402
+
 VISPR = SHARED_DATA / "la3d" / "vispr"
 needs_vispr = pytest.mark.skipif(not VISPR.is_dir(), reason="needs ../shared/data/la3d/vispr (absent on this clone)")
 needs_dlib = pytest.mark.skipif(importlib.util.find_spec("dlib") is None, reason="dlib not installed (pvad[faces])")

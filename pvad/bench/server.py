@@ -40,19 +40,9 @@ from pvad.config import (
 )
 from pvad.v1 import pvad_pb2_grpc
 
-YOLO_FASTEST = samples.SHARED_DATA / "weights" / "yolo-fastest-1.1_coco"
-
-
-def _detector() -> dict:
-    cfg, weights = YOLO_FASTEST / "yolo-fastest-1.1-xl.cfg", YOLO_FASTEST / "yolo-fastest-1.1-xl.weights"
-    if cfg.is_file() and weights.is_file():
-        return {"backend": "darknet", "cfg": str(cfg), "weights": str(weights)}
-    return {"backend": "hog"}
-
-
 def profiles(precision: str = "fp32") -> dict[str, dict]:
     """The paper profile (2x ResNet-50 + bag of objects, P §3) and a CPU profile (MobileNetV3)."""
-    det = _detector()
+    det = samples.offline_detector().model_dump(mode="json")
     return {
         "paper": {"device": "auto", "precision": precision, "detector": det,
                   "classifier": {"backbone": "resnet50", "streams": 2, "bag": True, "hidden": 4096, "pretrained": "never"}},
