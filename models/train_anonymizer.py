@@ -1,0 +1,764 @@
+"""Train the camera's learned anonymizer adversarially (DESIGN §2/§6 `learned`): `pvad train anonymizer`.
+
+**Scheme: De Coninck et al. (D), not TeD-SPAD (T).** Both train an encoder-decoder anonymizer f_A
+in a min-max game; they differ in the utility and privacy branches:
+
+* T keeps an *action-recognition video encoder* (I3D, Kinetics-pretrained) working, with its
+  temporally-distinct triplet loss, and defeats a *self-supervised SimCLR ResNet-50* privacy
+  branch. Neither pretrained network is available here (offline, 2 CPU cores), and our server
+  does not run an action encoder: it runs an off-the-shelf COCO detector (bag-of-objects) and a
+  frame/flow classifier on whatever frame it receives.
+* D keeps a *pretrained, unmodified object detector* working on the obfuscated frame and defeats
+  a *deobfuscator* that learns to reconstruct the original. That is our deployment exactly: the
+  server's detector is YOLO-Fastest-1.1-xl (``pvad.samples.offline_detector()``), which must not
+  be retrained, and "can whoever receives the frames reconstruct them" is the attack DESIGN §7 asks
+  about. So the objective here is D's (appendix A.1)::
+
+      L_deobf = MSE(D(A(x)), x)                       (adversary minimises)
+      L_obf   = L_util(A(x); x) - privacy_weight · L_deobf   (anonymizer minimises)
+
+  updated alternately, one adversary step then one anonymizer step per batch (AdamW, as in D).
+
+**Utility.** YOLO-Fastest-1.1-xl ported to PyTorch (``DarknetYoloTorch``: the same Darknet
+``.cfg``/``.weights`` files the server loads with OpenCV; outputs agree with OpenCV DNN to ~5e-4),
+frozen. Its raw outputs on the *original* frames are computed once (the teacher) and the anonymizer
+is trained so that the detector's outputs on the anonymized frame match them: weighted BCE on the
+objectness and on the person-class logit, and L1 on the box offsets, weighted by the teacher's
+objectness (cells where the detector saw something count; the rest only must stay empty). This
+is a distillation form of D's "detector loss against the detector's own labels on the originals"
+(D §3.1 takes Faster R-CNN's detections on the originals as ground truth too).
+
+**Privacy.** The deobfuscator is a wider ``UNetLite`` with a full-resolution skip. For CPU cost it
+trains, and is evaluated inside the game, on random 128×160 crops of the anonymized frame (the
+anonymizer still sees the whole frame: the detector needs it). Initialisation as in T Eq. 3: the
+anonymizer is first pretrained for ``identity_steps`` steps to reproduce its input (L1).
+
+**What a low L_deobf does not prove.** The game's adversary co-evolves with the anonymizer; a
+transform it cannot invert may still be invertible by an attacker trained afterwards. So the run
+ends with an *independent* attack: a fresh deobfuscator trained for ``attack_steps`` on the
+frozen anonymizer's outputs of the training frames, scored on held-out frames (SSIM/PSNR to the
+original). That number, not the game's, goes on the card as the privacy result, together with
+person-detection retention of the OpenCV detector on held-out frames (after a JPEG round-trip, as
+the server sees them) and faces found before/after on photos never trained on.
+
+Resumable (``<stem>.last.pt`` after the identity phase and every epoch), seeded (own RNG stream,
+the caller's is untouched), tqdm progress bars, losses logged per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+from torch import nn
+from tqdm import tqdm
+
+from models.checkpoint import ModelCard, save_checkpoint
+from models.data import collect_sources, describe, read_frames, split_sources
+from models.learned_anonymizer import UNetLite, anonymizer_card, count_parameters
+from pvad.config import Section
+from pvad.errors import ConfigError, ModelLoadError
+from pvad.samples import YOLO_FASTEST
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "pvad-train-anonymizer-state-v1"
+PERSON = 0  # COCO class index
+# Fields that must not change between a run and its resumption.
+_RESUME_KEYS = ("data", "split_by", "every_n", "max_frames_per_source", "width", "blocks", "adversary_width",
+                "adversary_blocks", "utility_cfg", "utility_weights", "identity_steps", "identity_lr", "lr",
+                "adversary_lr", "privacy_weight", "crop", "batch_size", "seed")
+
+
+# --------------------------------------------------------------------------- config
+
+
+class TrainAnonymizerConfig(Section):
+    """Train the learned anonymizer against a deobfuscator while YOLO-Fastest keeps detecting (kind train-anonymizer)."""
+
+    data: list[Path] = Field(min_length=1, description="folders (searched recursively) and/or video/image files")
+    split_by: Literal["source", "time"] = Field("time", description="as for train-autoencoder")
+    every_n: int = Field(3, ge=1, description="keep every n-th frame of a video")
+    max_frames_per_source: int | None = Field(300, ge=1, description="frames kept per video at most; null = all")
+    face_photos: list[Path] = Field(default_factory=list,
+                                    description="photos never trained on, for faces found before/after")
+    width: int = Field(32, ge=4, le=256, description="anonymizer channels at 1/2 resolution")
+    blocks: int = Field(5, ge=0, le=32, description="anonymizer residual blocks at 1/8 resolution")
+    adversary_width: int = Field(48, ge=4, le=256, description="deobfuscator channels at 1/2 resolution")
+    adversary_blocks: int = Field(4, ge=0, le=32)
+    utility_cfg: Path = Field(YOLO_FASTEST / "yolo-fastest-1.1-xl.cfg", description="Darknet .cfg of the detector")
+    utility_weights: Path = Field(YOLO_FASTEST / "yolo-fastest-1.1-xl.weights", description="its .weights")
+    identity_steps: int = Field(150, ge=0, description="L1 steps that initialise the anonymizer as identity (T Eq. 3)")
+    identity_lr: float = Field(2e-3, gt=0.0)
+    lr: float = Field(1e-3, gt=0.0, description="anonymizer learning rate (AdamW)")
+    adversary_lr: float = Field(1e-3, gt=0.0, description="deobfuscator learning rate (AdamW)")
+    weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay of both (D: 1e-4)")
+    privacy_weight: float = Field(1.0, ge=0.0, description="weight of -L_deobf in the anonymizer's loss")
+    crop: tuple[int, int] = Field((128, 160), description="(H, W) crops the deobfuscator works on; multiples of 8")
+    batch_size: int = Field(4, ge=1, le=1024)
+    epochs: int = Field(6, ge=1, le=100_000)
+    attack_steps: int = Field(300, ge=0, description="steps of the independent attacker after training; 0 = none")
+    attack_lr: float = Field(1e-3, gt=0.0)
+    seed: int = Field(0, description="seeds weights, split order, crops and shuffling")
+    out: Path = Field(description="final checkpoint (anonymizer only); `<stem>.last.pt` beside it holds the state")
+    resume: bool = Field(False, description="continue from `<stem>.last.pt` when it exists")
+    threads: int | None = Field(1, ge=1, description="torch intra-op threads; null = torch's default")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+    @field_validator("crop")
+    @classmethod
+    def _crop_multiple_of_8(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] % 8 or v[1] % 8 or not (8 <= v[0] <= 240 and 8 <= v[1] <= 320):
+            raise ValueError(f"must be two multiples of 8 within 240x320, got {v}")
+        return v
+
+
+# --------------------------------------------------------------------------- the utility model
+
+
+def _parse_darknet_cfg(path: Path) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for raw in Path(path).read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("["):
+            blocks.append({"type": line.strip("[]").strip()})
+        elif "=" in line and blocks:
+            k, v = line.split("=", 1)
+            blocks[-1][k.strip()] = v.strip()
+    if not blocks or blocks[0]["type"] not in ("net", "network"):
+        raise ModelLoadError(f"{path}: not a Darknet cfg (no [net] section first)")
+    return blocks
+
+
+class DarknetYoloTorch(nn.Module):
+    """A Darknet YOLO (conv/shortcut/route/maxpool/upsample/dropout/yolo layers, e.g.
+    YOLO-Fastest-1.1) in PyTorch, weights read from the ``.weights`` file, frozen, eval mode.
+
+    ``forward``: ``N×3×S×S`` RGB in [0, 1] (S from the cfg, 320) → one raw tensor per [yolo]
+    layer, ``N×A×(5+C)×H×W`` (tx, ty, tw, th, objectness logit, class logits). Differentiable
+    with respect to the input, which is what the anonymizer's utility loss needs.
+    """
+
+    def __init__(self, cfg: Path, weights: Path) -> None:
+        super().__init__()
+        for what, path in (("utility_cfg", cfg), ("utility_weights", weights)):
+            if not Path(path).is_file():
+                raise ModelLoadError(f"{what}: no such file {path} (the YOLO-Fastest files of ../shared/data/weights)")
+        blocks = _parse_darknet_cfg(cfg)
+        net, self.defs = blocks[0], blocks[1:]
+        self.input_size = (int(net["height"]), int(net["width"]))
+        self.layers = nn.ModuleList()
+        channels: list[int] = []
+        c = int(net.get("channels", 3))
+        for i, d in enumerate(self.defs):
+            t, mod = d["type"], nn.Identity()
+            if t == "convolutional":
+                k, s = int(d["size"]), int(d.get("stride", 1))
+                pad = k // 2 if int(d.get("pad", 0)) else int(d.get("padding", 0))
+                groups, filters, bn = int(d.get("groups", 1)), int(d["filters"]), int(d.get("batch_normalize", 0))
+                seq: list[nn.Module] = [nn.Conv2d(c, filters, k, s, pad, groups=groups, bias=not bn)]
+                if bn:
+                    seq.append(nn.BatchNorm2d(filters, eps=1e-5))
+                act = d.get("activation", "linear")
+                if act == "leaky":
+                    seq.append(nn.LeakyReLU(0.1))
+                elif act != "linear":
+                    raise ModelLoadError(f"{cfg}: layer {i}: activation {act!r} not supported")
+                mod, c = nn.Sequential(*seq), filters
+            elif t == "shortcut":
+                if d.get("activation", "linear") != "linear":
+                    raise ModelLoadError(f"{cfg}: layer {i}: shortcut activation not supported")
+            elif t == "route":
+                d["_from"] = [j if j >= 0 else i + j for j in (int(v) for v in d["layers"].split(","))]
+                c = sum(channels[j] for j in d["_from"])
+            elif t == "maxpool":
+                if int(d.get("stride", 1)) != 1:
+                    raise ModelLoadError(f"{cfg}: layer {i}: maxpool with stride != 1 not supported")
+            elif t == "yolo":
+                a = [float(v) for v in d["anchors"].split(",")]
+                d["_anchors"] = [(a[2 * m], a[2 * m + 1]) for m in (int(v) for v in d["mask"].split(","))]
+                d["_classes"] = int(d["classes"])
+            elif t not in ("upsample", "dropout"):
+                raise ModelLoadError(f"{cfg}: layer {i}: type [{t}] not supported")
+            self.layers.append(mod)
+            channels.append(c)
+        self._load_weights(Path(weights))
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.to(memory_format=torch.channels_last)
+
+    def _load_weights(self, path: Path) -> None:
+        with open(path, "rb") as fh:
+            major, minor, _ = np.fromfile(fh, np.int32, 3)
+            np.fromfile(fh, np.int64 if major * 10 + minor >= 2 else np.int32, 1)
+            data = np.fromfile(fh, np.float32)
+        pos = 0
+
+        def take(t: torch.Tensor) -> None:
+            nonlocal pos
+            if pos + t.numel() > len(data):
+                raise ModelLoadError(f"{path}: weights file too short for its cfg")
+            t.copy_(torch.from_numpy(data[pos:pos + t.numel()]).view_as(t))
+            pos += t.numel()
+
+        with torch.no_grad():
+            for d, mod in zip(self.defs, self.layers):
+                if d["type"] != "convolutional":
+                    continue
+                if len(mod) > 1 and isinstance(mod[1], nn.BatchNorm2d):
+                    for t in (mod[1].bias, mod[1].weight, mod[1].running_mean, mod[1].running_var):
+                        take(t)
+                else:
+                    take(mod[0].bias)
+                take(mod[0].weight)
+        if pos != len(data):
+            raise ModelLoadError(f"{path}: {len(data) - pos} weights left over; cfg and weights do not match")
+
+    def train(self, mode: bool = True) -> DarknetYoloTorch:  # always frozen: BN uses its running statistics
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs: list[torch.Tensor] = []
+        cache: list[torch.Tensor] = []
+        for i, (d, mod) in enumerate(zip(self.defs, self.layers)):
+            t = d["type"]
+            if t == "convolutional":
+                x = mod(x)
+            elif t == "shortcut":
+                x = x + cache[i + int(d["from"])]
+            elif t == "route":
+                x = torch.cat([cache[j] for j in d["_from"]], 1) if len(d["_from"]) > 1 else cache[d["_from"][0]]
+            elif t == "maxpool":
+                k = int(d["size"])
+                x = F.max_pool2d(x, k, 1, k // 2)
+            elif t == "upsample":
+                x = F.interpolate(x, scale_factor=int(d.get("stride", 2)), mode="nearest")
+            elif t == "yolo":
+                n, _, h, w = x.shape
+                outs.append(x.reshape(n, len(d["_anchors"]), 5 + d["_classes"], h, w))
+            cache.append(x)
+        return outs
+
+    def prepare(self, frames: torch.Tensor) -> torch.Tensor:
+        """``N×3×240×320`` in [0, 1] → the detector's square input (stretched, as OpenCV's blobFromImage)."""
+        return F.interpolate(frames, size=self.input_size, mode="bilinear", align_corners=False)
+
+
+def teacher_targets(utility: DarknetYoloTorch, frames: torch.Tensor) -> torch.Tensor:
+    """What the loss needs of the detector's outputs: ``N×K×6`` (tx, ty, tw, th, obj logit, person logit),
+    K = all anchor-cells of all [yolo] layers."""
+    return torch.cat([o[:, :, [0, 1, 2, 3, 4, 5 + PERSON]].permute(0, 1, 3, 4, 2).reshape(len(o), -1, 6)
+                      for o in utility(utility.prepare(frames))], 1)
+
+
+def utility_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Keep the detector's objectness, person score and boxes on the anonymized frame as on the original.
+
+    Both ``N×K×6`` (see ``teacher_targets``). Weighted BCE of objectness and person (targets: the
+    teacher's probabilities; weight 0.05 + teacher objectness, so cells with something in them
+    dominate but false positives elsewhere still cost), plus L1 on the box offsets weighted by the
+    teacher's objectness. 0 when the student equals the teacher up to the BCE's entropy term,
+    which is subtracted so that the loss is a divergence (≥ 0, = 0 at the teacher).
+    """
+    t_obj, t_per = teacher[..., 4].sigmoid(), (teacher[..., 4].sigmoid() * teacher[..., 5].sigmoid())
+    s_obj = student[..., 4]
+    s_per_prob = student[..., 4].sigmoid() * student[..., 5].sigmoid()
+    w = 0.05 + t_obj
+    bce_obj = F.binary_cross_entropy_with_logits(s_obj, t_obj, reduction="none") \
+        - F.binary_cross_entropy_with_logits(teacher[..., 4], t_obj, reduction="none")
+    eps = 1e-6
+    s_per = s_per_prob.clamp(eps, 1 - eps)
+    t_p = t_per.clamp(eps, 1 - eps)
+    bce_per = -(t_p * torch.log(s_per) + (1 - t_p) * torch.log(1 - s_per)) \
+        + (t_p * torch.log(t_p) + (1 - t_p) * torch.log(1 - t_p))
+    box = (student[..., :4] - teacher[..., :4]).abs().sum(-1)
+    return ((w * (bce_obj + bce_per)).sum() + (t_obj * box).sum()) / w.sum()
+
+
+def detector_outputs(utility: DarknetYoloTorch, frames: torch.Tensor) -> torch.Tensor:
+    return teacher_targets(utility, frames)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def random_crop(x: torch.Tensor, crop: tuple[int, int], gen: torch.Generator | None = None) -> tuple[slice, slice]:
+    """Slices of one random ``crop`` window (same for the whole batch)."""
+    h, w = x.shape[-2:]
+    ch, cw = min(crop[0], h), min(crop[1], w)
+    y0 = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
+    x0 = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
+    return slice(y0, y0 + ch), slice(x0, x0 + cw)
+
+
+def adversary_step(anonymizer: nn.Module, adversary: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
+                   window: tuple[slice, slice]) -> float:
+    """One deobfuscator update: minimise MSE(D(A(x)), x) on the crop ``window``. Returns the loss."""
+    ys, xs = window
+    with torch.no_grad():
+        a = anonymizer(x)[..., ys, xs]
+    opt.zero_grad(set_to_none=True)
+    loss = F.mse_loss(adversary(a), x[..., ys, xs])
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def anonymizer_step(anonymizer: nn.Module, adversary: nn.Module, utility: nn.Module | None,
+                    opt: torch.optim.Optimizer, x: torch.Tensor, teacher: torch.Tensor | None,
+                    window: tuple[slice, slice], privacy_weight: float) -> tuple[float, float]:
+    """One anonymizer update: minimise ``L_util - privacy_weight · MSE(D(A(x)), x)``; D stays fixed.
+
+    Returns ``(utility loss, the adversary's reconstruction MSE)`` before the update. With
+    ``utility=None`` only the privacy term is used.
+    """
+    ys, xs = window
+    adversary.requires_grad_(False)
+    try:
+        opt.zero_grad(set_to_none=True)
+        a = anonymizer(x)
+        priv = F.mse_loss(adversary(a[..., ys, xs]), x[..., ys, xs])
+        util = utility_loss(detector_outputs(utility, a), teacher) if utility is not None else a.new_zeros(())
+        (util - privacy_weight * priv).backward()
+        opt.step()
+    finally:
+        adversary.requires_grad_(True)
+    return util.item(), priv.item()
+
+
+def identity_step(anonymizer: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor) -> float:
+    opt.zero_grad(set_to_none=True)
+    loss = F.l1_loss(anonymizer(x), x)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def build_adversary(width: int, blocks: int) -> UNetLite:
+    return UNetLite(width=width, blocks=blocks, full_res_skip=True)
+
+
+# --------------------------------------------------------------------------- data helpers
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """``N×H×W×3`` uint8 RGB → float ``N×3×H×W`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255.0)
+
+
+def to_u8(x: torch.Tensor) -> np.ndarray:
+    return x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+@torch.no_grad()
+def anonymize(model: nn.Module, frames: np.ndarray, batch_size: int = 8, device: torch.device | None = None) -> np.ndarray:
+    """``N×H×W×3`` uint8 RGB → the anonymized frames, same layout."""
+    device = device or torch.device("cpu")
+    out = [to_u8(model(to_tensor(frames[i:i + batch_size]).to(device))) for i in range(0, len(frames), batch_size)]
+    return np.concatenate(out) if out else frames.copy()
+
+
+def jpeg_roundtrip(frames_rgb: np.ndarray, quality: int = 90) -> np.ndarray:
+    """What the server decodes from the camera's JPEG (RGB in, RGB out)."""
+    out = []
+    for f in frames_rgb:
+        _ok, buf = cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out.append(cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+    return np.stack(out)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def person_retention(frames_rgb: np.ndarray, anon_rgb: np.ndarray, detector=None, iou: float = 0.5) -> dict[str, Any]:
+    """Persons the server's detector finds on the originals, and how many it still finds on the
+    anonymized frames (a person counts as kept when an anonymized-frame person box overlaps it by IoU ≥ iou)."""
+    from analysis_server.detectors import PERSON as DET_PERSON
+    from analysis_server.detectors import create_detector
+    from models.faces import box_iou
+    from pvad.samples import offline_detector
+
+    detector = detector or create_detector(offline_detector())
+    before = after = kept = frames_with = frames_with_after = 0
+    for f, a in zip(frames_rgb, anon_rgb):
+        d0 = detector.detect(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        d1 = detector.detect(cv2.cvtColor(a, cv2.COLOR_RGB2BGR))
+        b0 = d0.boxes[d0.class_ids == DET_PERSON]
+        b1 = d1.boxes[d1.class_ids == DET_PERSON]
+        before, after = before + len(b0), after + len(b1)
+        frames_with += bool(len(b0))
+        frames_with_after += bool(len(b0)) and bool(len(b1))
+        if len(b0) and len(b1):
+            kept += int((box_iou(b0, b1).max(1) >= iou).sum())
+    return {"detector": getattr(detector, "name", type(detector).__name__), "persons_before": before,
+            "persons_after": after, "persons_kept_iou50": kept,
+            "person_recall": kept / before if before else float("nan"),
+            "frames_with_person": frames_with, "of_those_still_with_person": frames_with_after}
+
+
+def faces_before_after(photos_rgb: np.ndarray, anon_rgb: np.ndarray) -> dict[str, Any]:
+    """Faces found by every available detector of ``models.faces`` (merged), before and after."""
+    from models.faces import available_face_detectors, merge_boxes
+
+    detectors = available_face_detectors()
+    count = {"before": 0, "after": 0, "detectors": sorted(detectors)}
+    for f, a in zip(photos_rgb, anon_rgb):
+        count["before"] += len(merge_boxes([d.detect(f) for d in detectors.values()]))
+        count["after"] += len(merge_boxes([d.detect(a) for d in detectors.values()]))
+    return count
+
+
+def independent_attack(anonymizer: nn.Module, train_frames: np.ndarray, test_frames: np.ndarray, *, width: int,
+                       blocks: int, steps: int, lr: float, batch_size: int, crop: tuple[int, int], seed: int,
+                       device: torch.device, progress: bool = True) -> dict[str, float]:
+    """Train a fresh deobfuscator on (A(x), x) of ``train_frames`` for ``steps`` steps against the
+    frozen anonymizer, then reconstruct ``test_frames``: SSIM / PSNR / MSE of the reconstruction to the original."""
+    from models.metrics import batch_metrics
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    attacker = build_adversary(width, blocks).to(device)
+    opt = torch.optim.AdamW(attacker.parameters(), lr=lr, weight_decay=1e-4)
+    anonymizer.eval()
+    bar = tqdm(range(steps), desc="attack", unit="step", disable=not progress)
+    for _ in bar:
+        idx = torch.randint(0, len(train_frames), (batch_size,), generator=gen).numpy()
+        x = to_tensor(train_frames[idx]).to(device)
+        loss = adversary_step(anonymizer, attacker, opt, x, random_crop(x, crop, gen))
+        bar.set_postfix(mse=f"{loss:.4f}")
+    bar.close()
+    attacker.eval()
+    sums = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0}
+    with torch.no_grad():
+        for i in range(0, len(test_frames), 8):
+            x = to_tensor(test_frames[i:i + 8]).to(device)
+            for k, v in batch_metrics(x, attacker(anonymizer(x))).items():
+                sums[k] += v * len(x)
+    return {f"attack_{k}": v / max(len(test_frames), 1) for k, v in sums.items()}
+
+
+def evaluate_anonymizer(model: nn.Module, frames: np.ndarray, *, device: torch.device | None = None,
+                        detector=None, jpeg_quality: int = 90) -> dict[str, Any]:
+    """SSIM/PSNR/MSE of the anonymized frame (as the server decodes it) to the original, and person retention."""
+    from models.metrics import batch_metrics
+
+    anon = jpeg_roundtrip(anonymize(model.eval(), frames, device=device), jpeg_quality)
+    q = batch_metrics(to_tensor(frames), to_tensor(anon))
+    return {**{f"anon_{k}": v for k, v in q.items()}, **person_retention(frames, anon, detector)}
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    card: ModelCard
+    history: list[dict[str, Any]]
+
+
+def last_checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".last.pt")
+
+
+def _atomic_save(obj: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_state(cfg: TrainAnonymizerConfig) -> dict[str, Any] | None:
+    path = last_checkpoint_path(cfg.out)
+    if not cfg.resume or not path.exists():
+        if path.exists() or cfg.resume:
+            logger.warning("%s: %s", path, "overwritten by a fresh run (resume: false)" if path.exists()
+                           else "not found, starting a fresh run")
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ConfigError(f"resume: {path} is not a pvad anonymizer training state ({STATE_FORMAT})")
+    now = cfg.model_dump(mode="json")
+    changed = [k for k in _RESUME_KEYS if state["config"].get(k) != now[k]]
+    if changed:
+        raise ConfigError(f"resume: {', '.join(changed)} differ from the run saved in {path}; set resume: false "
+                          "or restore them")
+    logger.info("resuming from %s after epoch %d", path, state["epoch"])
+    return state
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda requested but torch sees no CUDA device")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def train_anonymizer(cfg: TrainAnonymizerConfig, *, progress: bool = True) -> TrainResult:
+    """Identity init, the adversarial game for ``cfg.epochs``, the independent attack and the card."""
+    threads_before = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    device = _pick_device(cfg.device)
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return _train(cfg, device, progress=progress)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(cfg: TrainAnonymizerConfig, device: torch.device, *, progress: bool) -> TrainResult:
+    t_start = time.perf_counter()
+    utility = DarknetYoloTorch(cfg.utility_cfg, cfg.utility_weights).to(device)
+    splits = split_sources(collect_sources(cfg.data), seed=cfg.seed, split_by=cfg.split_by)
+    loaded = [read_frames(s, every_n=cfg.every_n, max_frames_per_source=cfg.max_frames_per_source) for s in splits]
+    train_frames, val_frames, test_frames = (x.frames for x in loaded)
+    state = _load_state(cfg)
+    torch.manual_seed(cfg.seed)
+    anonymizer = UNetLite(width=cfg.width, blocks=cfg.blocks).to(device)
+    adversary = build_adversary(cfg.adversary_width, cfg.adversary_blocks).to(device)
+    opt_a = torch.optim.AdamW(anonymizer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt_d = torch.optim.AdamW(adversary.parameters(), lr=cfg.adversary_lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    # The teacher: the detector's outputs on the original frames, computed once.
+    with torch.no_grad():
+        teacher = torch.cat([teacher_targets(utility, to_tensor(train_frames[i:i + 16]).to(device)).cpu()
+                             for i in tqdm(range(0, len(train_frames), 16), desc="teacher", unit="batch",
+                                           disable=not progress)])
+        val_teacher = torch.cat([teacher_targets(utility, to_tensor(val_frames[i:i + 16]).to(device)).cpu()
+                                 for i in range(0, len(val_frames), 16)])
+    history: list[dict[str, Any]] = []
+    epoch, steps, identity_done = 0, 0, 0
+    if state:
+        anonymizer.load_state_dict(state["anonymizer"])
+        adversary.load_state_dict(state["adversary"])
+        opt_a.load_state_dict(state["opt_a"])
+        opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["rng"])
+        gen.set_state(state["gen"])
+        history, epoch, steps = list(state["history"]), int(state["epoch"]), int(state["steps"])
+        identity_done = int(state["identity_done"])
+
+    def save_state() -> None:
+        _atomic_save({"format": STATE_FORMAT, "config": cfg.model_dump(mode="json"), "epoch": epoch, "steps": steps,
+                      "identity_done": identity_done, "history": history, "anonymizer": anonymizer.state_dict(),
+                      "adversary": adversary.state_dict(), "opt_a": opt_a.state_dict(), "opt_d": opt_d.state_dict(),
+                      "rng": torch.get_rng_state(), "gen": gen.get_state()}, last_checkpoint_path(cfg.out))
+
+    if identity_done < cfg.identity_steps:  # T Eq. 3: start from (a blurry) identity
+        opt_i = torch.optim.Adam(anonymizer.parameters(), lr=cfg.identity_lr)
+        bar = tqdm(range(cfg.identity_steps), desc="identity init", unit="step", disable=not progress)
+        t0 = time.perf_counter()
+        for _ in bar:
+            idx = torch.randint(0, len(train_frames), (cfg.batch_size,), generator=gen).numpy()
+            loss = identity_step(anonymizer, opt_i, to_tensor(train_frames[idx]).to(device))
+            bar.set_postfix(l1=f"{loss:.4f}")
+        bar.close()
+        identity_done = cfg.identity_steps
+        history.append({"epoch": 0, "phase": "identity", "l1": loss, "seconds": time.perf_counter() - t0,
+                        **_val_row(anonymizer, adversary, utility, val_frames, val_teacher, cfg, device)})
+        logger.info("identity init: L1 %.4f, val SSIM %.3f, val utility %.4f (%.0f s)", loss,
+                    history[-1]["val_ssim"], history[-1]["val_util"], history[-1]["seconds"])
+        save_state()
+
+    n = len(train_frames)
+    while epoch < cfg.epochs:
+        epoch += 1
+        t0 = time.perf_counter()
+        anonymizer.train()
+        adversary.train()
+        order = torch.randperm(n, generator=gen)
+        sums = {"util": 0.0, "priv": 0.0, "adv": 0.0}
+        batches = [order[i:i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress)
+        for idx in bar:
+            x = to_tensor(train_frames[idx.numpy()]).to(device)
+            window = random_crop(x, cfg.crop, gen)
+            adv = adversary_step(anonymizer, adversary, opt_d, x, window)
+            util, priv = anonymizer_step(anonymizer, adversary, utility, opt_a, x, teacher[idx].to(device), window,
+                                         cfg.privacy_weight)
+            steps += 1
+            for k, v in (("util", util), ("priv", priv), ("adv", adv)):
+                sums[k] += v * len(idx)
+            bar.set_postfix(util=f"{util:.4f}", deobf_mse=f"{priv:.4f}")
+        bar.close()
+        row = {"epoch": epoch, "phase": "adversarial", "train_util": sums["util"] / n,
+               "train_deobf_mse": sums["priv"] / n, "adversary_loss": sums["adv"] / n, "steps": steps,
+               **_val_row(anonymizer, adversary, utility, val_frames, val_teacher, cfg, device),
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        logger.info("epoch %d: utility %.4f (val %.4f), deobfuscator MSE %.4f (val %.4f), anonymized SSIM %.3f "
+                    "(%.0f s)", epoch, row["train_util"], row["val_util"], row["train_deobf_mse"], row["val_deobf_mse"],
+                    row["val_ssim"], row["seconds"])
+        save_state()
+    # Identity + game seconds over all (resumed) runs; data loading and the teacher pass add ~1 minute.
+    train_seconds = sum(h["seconds"] for h in history)
+    logger.info("training: %.1f min (this process: %.1f min)", train_seconds / 60, (time.perf_counter() - t_start) / 60)
+    return _finish(cfg, anonymizer, history, splits, loaded, test_frames, train_frames, device, progress,
+                   steps=steps, train_seconds=train_seconds)
+
+
+@torch.no_grad()
+def _val_row(anonymizer: nn.Module, adversary: nn.Module, utility: DarknetYoloTorch, frames: np.ndarray,
+             teacher: torch.Tensor, cfg: TrainAnonymizerConfig, device: torch.device) -> dict[str, float]:
+    """Validation: utility loss, the current deobfuscator's MSE (whole frames) and SSIM of A(x) to x."""
+    from models.metrics import batch_metrics
+
+    was = anonymizer.training, adversary.training
+    anonymizer.eval()
+    adversary.eval()
+    util = mse = ssim = 0.0
+    for i in range(0, len(frames), 8):
+        x = to_tensor(frames[i:i + 8]).to(device)
+        a = anonymizer(x)
+        util += utility_loss(detector_outputs(utility, a), teacher[i:i + 8].to(device)).item() * len(x)
+        mse += F.mse_loss(adversary(a), x).item() * len(x)
+        ssim += batch_metrics(x, a)["ssim"] * len(x)
+    anonymizer.train(was[0])
+    adversary.train(was[1])
+    n = max(len(frames), 1)
+    return {"val_util": util / n, "val_deobf_mse": mse / n, "val_ssim": ssim / n}
+
+
+def _finish(cfg: TrainAnonymizerConfig, anonymizer: UNetLite, history: list[dict[str, Any]], splits, loaded,
+            test_frames: np.ndarray, train_frames: np.ndarray, device: torch.device, progress: bool, *,
+            steps: int, train_seconds: float) -> TrainResult:
+    anonymizer.eval()
+    t0 = time.perf_counter()
+    metrics: dict[str, float] = {}
+    quality = evaluate_anonymizer(anonymizer, test_frames, device=device)
+    metrics.update({k: float(v) for k, v in quality.items() if isinstance(v, (int, float))})
+    if cfg.attack_steps:
+        metrics.update(independent_attack(anonymizer, train_frames, test_frames, width=cfg.adversary_width,
+                                          blocks=cfg.adversary_blocks, steps=cfg.attack_steps, lr=cfg.attack_lr,
+                                          batch_size=cfg.batch_size, crop=cfg.crop, seed=cfg.seed, device=device,
+                                          progress=progress))
+    faces = None
+    if cfg.face_photos:
+        photos = read_frames(collect_sources(cfg.face_photos)).frames
+        faces = faces_before_after(photos, jpeg_roundtrip(anonymize(anonymizer, photos, device=device)))
+        metrics.update(faces_before=faces["before"], faces_after=faces["after"])
+    eval_seconds = time.perf_counter() - t0
+    n = [len(x.frames) for x in loaded]
+    data = describe([s for split in splits for s in split])
+    data.update(split_by=cfg.split_by, every_n=cfg.every_n, max_frames_per_source=cfg.max_frames_per_source,
+                split_sizes=dict(zip(("train", "val", "test"), n)),
+                split_sources={k: [s.label for s in v] for k, v in zip(("train", "val", "test"), splits)},
+                face_photos=[str(p) for p in cfg.face_photos])
+    threads = cfg.threads or torch.get_num_threads()
+    scale_note = (
+        f"CPU scale: {n[0]} training frames ({', '.join(sorted({s.path.name for s in splits[0]}))}), "
+        f"{cfg.identity_steps} identity steps + {cfg.epochs} adversarial epoch(s) = {steps} game steps of batch "
+        f"{cfg.batch_size}, {train_seconds / 60:.1f} min of training steps + {eval_seconds / 60:.1f} min evaluation on "
+        f"{threads} CPU thread(s). Not trained on: UCF-Crime, Avenue, ShanghaiTech or any dataset of the papers; "
+        "no face or identity labels; no pedestrian re-identification adversary; the utility kept is one "
+        "detector's (YOLO-Fastest-1.1-xl) person/objectness outputs, not the anomaly classifier's. Measured "
+        "privacy is against a reconstruction attacker only.")
+    card = anonymizer_card(
+        trained=True, width=cfg.width, blocks=cfg.blocks,
+        provenance=(f"pvad train anonymizer: De Coninck-style adversarial obfuscator (utility YOLO-Fastest-1.1-xl "
+                    f"distillation, privacy deobfuscator MSE, weight {cfg.privacy_weight:g}); {cfg.epochs} epoch(s)"),
+        scheme="deconinck", parameters=count_parameters(anonymizer), utility_model=str(cfg.utility_weights.name),
+        privacy_weight=cfg.privacy_weight, lr=cfg.lr, adversary_lr=cfg.adversary_lr, batch_size=cfg.batch_size,
+        epochs=cfg.epochs, steps=steps, identity_steps=cfg.identity_steps, crop=list(cfg.crop),
+        adversary={"width": cfg.adversary_width, "blocks": cfg.adversary_blocks, "full_res_skip": True},
+        attack={"steps": cfg.attack_steps, "lr": cfg.attack_lr, "fresh_adversary": True}, seed=cfg.seed,
+        threads=threads, train_seconds=round(train_seconds, 1), eval_seconds=round(eval_seconds, 1),
+        data=data, scale_note=scale_note, person_eval=quality, faces=faces, history=history)
+    card.metrics.update({k: v for k, v in metrics.items() if math.isfinite(v)})
+    path = save_checkpoint(cfg.out, anonymizer, card)
+    logger.info("anonymized SSIM %.3f; persons kept %s/%s; attacker SSIM %s; saved %s", metrics.get("anon_ssim", 0),
+                quality["persons_kept_iou50"], quality["persons_before"], metrics.get("attack_ssim"), path)
+    return TrainResult(checkpoint=path, card=card, history=history)
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def measure(checkpoint: Path, *, video: Path, photos: list[Path], frames: int = 50,
+            threads: tuple[int, ...] = (2, 1)) -> dict[str, Any]:
+    """Camera cost and quick privacy/utility figures of an anonymizer checkpoint.
+
+    * ms/frame of the camera's ``learned`` anonymizer (network + JPEG) and of the network alone,
+      median over ``frames`` frames of ``video`` (resized to 240×320 like the camera), per torch
+      thread count; bytes of the ``pvad.v1.Frame`` message, against the raw JPEG of ``none``;
+    * on those frames: SSIM/PSNR of what the server decodes to the original, and persons found
+      by the server's offline detector before/after;
+    * on ``photos``: faces found (Haar + dlib when installed, merged) before/after, and SSIM.
+    """
+    import statistics
+
+    from camera_client.anonymize import create_anonymizer
+    from camera_client.client import make_frame
+    from models.metrics import batch_metrics
+    from pvad.config import LearnedAnonymizer, NoAnonymizer
+
+    cap = cv2.VideoCapture(str(video))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or frames
+    step = max(1, total // frames)
+    raw: list[np.ndarray] = []
+    i = 0
+    while len(raw) < frames:
+        ok, f = cap.read()
+        if not ok:
+            break
+        if i % step == 0:
+            raw.append(cv2.resize(f, (320, 240), interpolation=cv2.INTER_AREA))
+        i += 1
+    cap.release()
+    anon = create_anonymizer(LearnedAnonymizer(checkpoint=checkpoint))
+    none = create_anonymizer(NoAnonymizer())
+    out: dict[str, Any] = {"checkpoint": str(checkpoint), "video": str(video), "frames": len(raw)}
+    before = torch.get_num_threads()
+    try:
+        for n in threads:
+            torch.set_num_threads(n)
+            anon(raw[0])
+            full, net = [], []
+            for f in raw:
+                t0 = time.perf_counter()
+                anon.transform(f)
+                t1 = time.perf_counter()
+                anon(f)
+                net.append(t1 - t0)
+                full.append(time.perf_counter() - t1)
+            out[f"ms_per_frame_{n}_threads"] = round(1000 * statistics.median(full), 2)
+            out[f"network_ms_{n}_threads"] = round(1000 * statistics.median(net), 2)
+    finally:
+        torch.set_num_threads(before)
+    payloads = [anon(f) for f in raw]
+    out["bytes_per_frame"] = round(statistics.fmean(make_frame("cam", k, 0, p).ByteSize()
+                                                    for k, p in enumerate(payloads)))
+    out["bytes_per_frame_none_jpeg"] = round(statistics.fmean(make_frame("cam", k, 0, none(f)).ByteSize()
+                                                              for k, f in enumerate(raw)))
+    orig_rgb = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in raw])
+    seen_rgb = np.stack([cv2.cvtColor(cv2.imdecode(np.frombuffer(p.jpeg, np.uint8), cv2.IMREAD_COLOR),
+                                      cv2.COLOR_BGR2RGB) for p in payloads])
+    out.update({f"video_{k}": v for k, v in batch_metrics(to_tensor(orig_rgb), to_tensor(seen_rgb)).items()})
+    out["video_persons"] = person_retention(orig_rgb, seen_rgb)
+    if photos:
+        pics = read_frames(collect_sources(photos)).frames
+        seen = jpeg_roundtrip(anonymize(anon.model, pics))
+        out["photos"] = len(pics)
+        out.update({f"photos_{k}": v for k, v in batch_metrics(to_tensor(pics), to_tensor(seen)).items()})
+        out["photos_faces"] = faces_before_after(pics, seen)
+        out["photos_persons"] = person_retention(pics, seen)
+    return out
