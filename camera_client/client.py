@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from camera_client.anonymize import Anonymizer, create_anonymizer
 from camera_client.buffer import FrameBuffer
@@ -32,6 +32,7 @@ class CameraReport:
     buffer_peak: int
     anonymize_ms: float  # mean per frame, capture excluded
     wire_bytes: float  # mean payload bytes per frame
+    anonymizer_stats: dict = field(default_factory=dict)  # e.g. a region anonymizer's fallback/error counters
 
     @property
     def lost(self) -> int:
@@ -104,7 +105,10 @@ async def run_camera(cfg: CameraConfig, *, on_ack: AckCallback | None = None, an
     report = CameraReport(
         stats, anonymizer.name, anonymizer.untrained, totals["frames"], buffer.dropped, buffer.peak,
         1000.0 * totals["anonymize_s"] / n, totals["bytes"] / n,
+        anonymizer.stats() if callable(getattr(anonymizer, "stats", None)) else {},
     )
+    if report.anonymizer_stats:
+        log.info("camera %s: anonymizer %s: %s", cfg.camera_id, anonymizer.name, report.anonymizer_stats)
     log.info("camera %s: captured %d, sent %d (%d resent), acked %d, refused %d, dropped %d, reconnects %d",
              cfg.camera_id, report.captured, stats.sent, stats.resent, stats.acked, stats.rejected_total,
              report.dropped, stats.reconnects)

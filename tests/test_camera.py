@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 
 from camera_client.anonymize import create_anonymizer, list_anonymizers
+from camera_client.anonymize.regions import REGION_MODES
 from camera_client.capture import iter_frames, open_source
 from pvad import samples
 from pvad.config import (
     BlurAnonymizer,
     CaptureConfig,
     DpEncoderAnonymizer,
+    LearnedAnonymizer,
     NoAnonymizer,
     PixelateAnonymizer,
 )
@@ -48,6 +50,10 @@ CONFIGS = {
     "blur": BlurAnonymizer(),
     "pixelate": PixelateAnonymizer(),
     "none": NoAnonymizer(),
+    "learned": LearnedAnonymizer(),  # the shipped models/weights/anonymizer-learned.pt
+    # the person-region modes (camera_client/anonymize/regions.py) here on the whole frame;
+    # their person boxes are tested in tests/test_anonymizers_regions.py
+    **{name: cls(region="frame") for name, cls in REGION_MODES.items() if name not in ("blur", "pixelate")},
 }
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from analysis_server.detectors.base import COCO_CLASSES, Detections, Detector, register_detector
 from pvad.config import UltralyticsDetector
@@ -24,6 +23,8 @@ log = logging.getLogger(__name__)
 def _keep_thread_counts() -> Iterator[None]:
     """Undo ultralytics' process-wide thread settings: its import calls cv2.setNumThreads(0), and its
     first predict calls torch.set_num_threads(cpu_count - 1), i.e. 1 on a 2-core machine."""
+    import torch  # here, not at import: cameras load the darknet/hog backends of this package without torch
+
     torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
     try:
         yield

@@ -36,4 +36,4 @@ def create_anonymizer(cfg) -> Anonymizer:
 
 
 # Registration happens on import of the implementations.
-from camera_client.anonymize import dp_encoder, image_filters  # noqa: E402,F401
+from camera_client.anonymize import dp_encoder, image_filters, learned, regions  # noqa: E402,F401

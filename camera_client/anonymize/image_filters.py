@@ -1,4 +1,6 @@
-"""Whole-frame image anonymizers: Gaussian blur, pixelation, and `none` (raw JPEG)."""
+"""JPEG encoding, whole-frame blur / pixelation helpers, and `none` (raw JPEG).
+
+The registered `blur` and `pixelate` modes live in regions.py (whole frame or person regions)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import cv2
 import numpy as np
 
 from camera_client.anonymize import register_anonymizer
-from pvad.config import BlurAnonymizer, NoAnonymizer, PixelateAnonymizer
+from pvad.config import NoAnonymizer
 from pvad.v1 import pvad_pb2
 
 
@@ -39,14 +41,7 @@ class _ImageAnonymizer:
         return pvad_pb2.Image(anonymizer=self.name, jpeg=encode_jpeg(self._transform(frame_bgr), self._quality))
 
 
-@register_anonymizer("blur")
-def _make_blur(cfg: BlurAnonymizer) -> _ImageAnonymizer:
-    return _ImageAnonymizer("blur", lambda f: blur(f, cfg.kernel), cfg.jpeg_quality)
-
-
-@register_anonymizer("pixelate")
-def _make_pixelate(cfg: PixelateAnonymizer) -> _ImageAnonymizer:
-    return _ImageAnonymizer("pixelate", lambda f: pixelate(f, cfg.block), cfg.jpeg_quality)
+# `blur` and `pixelate` (whole frame or person regions) are registered in regions.py.
 
 
 @register_anonymizer("none")
