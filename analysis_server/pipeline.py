@@ -87,7 +87,12 @@ class Analyzer:
         if analysis.precision == "fp16" and self.device.type != "cuda":
             raise ConfigError("analysis.precision: fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
         self.cfg = analysis
-        self.detector = create_detector(analysis.detector)  # first: the most likely to fail (missing file)
+        self.detector = None  # only a classifier with a bag-of-objects input needs one
+        if analysis.classifier.bag:
+            self.detector = create_detector(analysis.detector)  # first: the most likely to fail (missing file)
+        elif analysis.detector.backend != "none":
+            log.warning("analysis.detector (%s) is not loaded: classifier.bag is false, so no bag-of-objects is "
+                        "computed; set detector.backend: none to silence this", analysis.detector.backend)
         self.decoders = DecoderBank(decoders, self.device)
         c = analysis.classifier
         self.classifier, self.card = load_classifier(
@@ -106,8 +111,12 @@ class Analyzer:
         self.stage_observer = None  # a prometheus Histogram with a `stage` label, set by the service
         log.info(
             "analysis: device=%s backbone=%s streams=%d bag=%s detector=%s flow=%s",
-            self.device, c.backbone, c.streams, c.bag, self.detector.name, analysis.flow.method,
+            self.device, c.backbone, c.streams, c.bag, self.detector_name, analysis.flow.method,
         )
+
+    @property
+    def detector_name(self) -> str:
+        return self.detector.name if self.detector is not None else "none"
 
     def _autocast(self):
         if self.cfg.precision == "fp32":

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone
@@ -43,6 +44,7 @@ class TwoStreamClassifier(nn.Module):
         bag_dim: int = 80,
         hidden: int = 4096,
         dropout: float = 0.5,
+        input_scale: float = 1.0,
         pretrained: bool = False,
     ) -> None:
         super().__init__()
@@ -52,6 +54,9 @@ class TwoStreamClassifier(nn.Module):
             raise ValueError(f"bag_dim and hidden must be positive, got {bag_dim}, {hidden}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 < input_scale <= 1.0:
+            raise ValueError(f"input_scale must be in (0, 1], got {input_scale}")
+        self.input_scale = input_scale
         self.backbone_name = backbone
         self.streams = streams
         self.use_bag = bag
@@ -82,6 +87,7 @@ class TwoStreamClassifier(nn.Module):
             "bag_dim": self.bag_dim,
             "hidden": self.hidden,
             "dropout": self.dropout,
+            "input_scale": self.input_scale,
         }
 
     @property
@@ -118,12 +124,18 @@ class TwoStreamClassifier(nn.Module):
         Raises ValueError when a required input is missing, an unused one is given, or shapes disagree.
         """
         self._check_inputs(frame, flow, bag)
-        parts = [self.frame_stream(frame)]
+        parts = [self.frame_stream(self._rescale(frame))]
         if self.flow_stream is not None:
-            parts.append(self.flow_stream(flow))
+            parts.append(self.flow_stream(self._rescale(flow)))
         if self.use_bag:
             parts.append(torch.log1p(bag.to(parts[0].dtype)))
         return self.head(torch.cat(parts, dim=1)).squeeze(-1)
+
+    def _rescale(self, x: torch.Tensor) -> torch.Tensor:
+        """Downscale by ``input_scale`` (antialiased) before the backbone: CPU-sized models see fewer pixels."""
+        if self.input_scale == 1.0:
+            return x
+        return F.interpolate(x, scale_factor=self.input_scale, mode="bilinear", antialias=True, align_corners=False)
 
     def predict_proba(
         self, frame: torch.Tensor, flow: torch.Tensor | None = None, bag: torch.Tensor | None = None
@@ -162,17 +174,17 @@ def two_stream_card(*, trained: bool, provenance: str, **arch_kwargs: Any) -> Mo
 def load_classifier(
     checkpoint: Path | None,
     *,
-    backbone: str,
-    streams: int,
-    bag: bool,
-    hidden: int,
+    backbone: str | None,
+    streams: int | None,
+    bag: bool | None,
+    hidden: int | None,
     pretrained: bool,
     seed: int,
 ) -> tuple[TwoStreamClassifier, ModelCard]:
     """Load ``(classifier in eval mode, card)`` from a checkpoint, or build an untrained one.
 
     From a file the card wins, but ``backbone``/``streams``/``bag`` must agree with it (else
-    ModelLoadError naming the field). Without a file, the head (and backbones unless ImageNet
+    ModelLoadError naming the field; ``None`` takes the file's). Without a file, the head (and backbones unless ImageNet
     weights load) are random with ``seed``; ``card.trained`` is False.
     """
     if checkpoint is not None:
@@ -183,12 +195,12 @@ def load_classifier(
             )
         wanted = {"backbone": backbone, "streams": streams, "bag": bag}
         for field, value in wanted.items():
-            if model.arch_kwargs[field] != value:
+            if value is not None and model.arch_kwargs[field] != value:
                 raise ModelLoadError(
                     f"checkpoint {checkpoint}: {field} is {model.arch_kwargs[field]!r} in the file "
                     f"but {value!r} in the configuration"
                 )
-        if model.hidden != hidden:
+        if hidden is not None and model.hidden != hidden:
             logger.warning("checkpoint %s has hidden=%d but classifier.hidden is %d; the file's wins", checkpoint, model.hidden, hidden)
         return model, card
 

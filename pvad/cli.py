@@ -78,7 +78,8 @@ def _cmd_camera(args: argparse.Namespace) -> int:
     st = report.stream
     print(json.dumps({"frames_captured": report.captured, "frames_acked": st.acked, "frames_lost": report.lost,
                       "frames_dropped": report.dropped, "frames_resent": st.resent, "reconnects": st.reconnects,
-                      "frames_rejected": st.rejected_total, "rejected": st.rejected, "anonymizer": report.anonymizer}))
+                      "frames_rejected": st.rejected_total, "rejected": st.rejected, "anonymizer": report.anonymizer,
+                      "anonymizer_stats": report.anonymizer_stats}))
     return 0 if report.lost == 0 else 1
 
 
@@ -152,6 +153,28 @@ def _cmd_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_index(args: argparse.Namespace) -> int:
+    from models.vad_data import format_summary, load_dataset
+
+    ds = load_dataset(Path(args.dir), annotations=args.annotations, verify_frames=not args.no_verify,
+                      annotation_dirs=[Path(d) for d in args.annotation_dir or []])
+    if args.json:
+        print(json.dumps({**ds.summary(), "problem_list": ds.problems}), flush=True)
+    else:
+        print(format_summary(ds, max_problems=args.problems))
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from models.synth import SynthParams, make_benchmark
+
+    params = SynthParams(seed=args.seed, videos=args.videos, frames=args.frames, fps=args.fps,
+                         test_fraction=args.test_fraction)
+    result = make_benchmark(Path(args.out), params)
+    _print_result(result, args.json)
+    return 0
+
+
 def _bench_source(args: argparse.Namespace) -> Path:
     from pvad import samples
 
@@ -200,6 +223,56 @@ def _cmd_train_autoencoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_anonymizer(args: argparse.Namespace) -> int:
+    from models.train_anonymizer import train_anonymizer
+    from pvad.config import load_config
+
+    cfg = load_config(args.config, "train-anonymizer")
+    if args.resume:
+        cfg = cfg.model_copy(update={"resume": True})
+    result = train_anonymizer(cfg, progress=not args.no_progress)
+    print(json.dumps({"checkpoint": str(result.checkpoint), **result.card.metrics}))
+    return 0
+
+
+def _cmd_train_classifier(args: argparse.Namespace) -> int:
+    from models.train_classifier import train_classifier
+    from pvad.config import load_config
+
+    cfg = load_config(args.config, "train-classifier")
+    updates = {k: v for k, v in (("resume", True if args.resume else None),
+                                 ("out", Path(args.out) if args.out else None),
+                                 ("data", Path(args.data) if args.data else None)) if v is not None}
+    if updates:
+        cfg = cfg.model_copy(update=updates)
+    result = train_classifier(cfg, progress=not args.no_progress)
+    if result is not None:  # rank 0
+        print(json.dumps({"checkpoint": str(result.out), "variant": result.variant, **result.metrics,
+                          "epoch_seconds_median": result.epoch_seconds, **result.samples}))
+    return 0
+
+
+def _cmd_eval_detection(args: argparse.Namespace) -> int:
+    from models.eval_detection import evaluate_detection, plot_gradcam, plot_roc, plot_timelines
+    from pvad.config import SHIPPED_CLASSIFIER, ScoringConfig
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else SHIPPED_CLASSIFIER
+    scoring = ScoringConfig(tau=args.tau, nu=args.nu, ub=args.ub, lb=args.lb)
+    report = evaluate_detection(Path(args.data), checkpoint, split=args.split, annotations=args.annotations,
+                                scoring=scoring, eval_fps=args.fps, cache_dir=Path(args.cache_dir),
+                                autoencoder=Path(args.autoencoder) if args.autoencoder else None,
+                                progress=not args.no_progress)
+    out = Path(args.out)
+    plots = {"roc": str(plot_roc({report.metrics.get("variant") or checkpoint.stem: report}, out / "roc.png")),
+             "timelines": str(plot_timelines(report, out / "timelines.png", fps=args.fps))}
+    if args.gradcam:
+        plots["gradcam"] = str(plot_gradcam(Path(args.data), checkpoint, report, out / "gradcam.png",
+                                            frames=args.gradcam, annotations=args.annotations,
+                                            cache_dir=Path(args.cache_dir), eval_fps=args.fps))
+    _print_result({**report.metrics, "plots": plots}, args.json)
+    return 0
+
+
 def _cmd_bench_train(args: argparse.Namespace) -> int:
     from models.train_autoencoder import bench_train_step
 
@@ -240,6 +313,21 @@ def _cmd_eval_privacy(args: argparse.Namespace) -> int:
                   + (f"  attacker SSIM {att.get('attack_ssim', float('nan')):.3f}" if att else ""))
         if args.out:
             print(f"plots and privacy.json in {args.out}")
+    return 0
+
+
+def _cmd_eval_anonymizers(args: argparse.Namespace) -> int:
+    from models.eval_anonymizers import evaluate_anonymizers, format_table
+
+    result = evaluate_anonymizers([Path(f) for f in args.files], modes=args.modes, out_dir=Path(args.out) if args.out else None,
+                                  every_n=args.every_n, max_frames_per_video=args.max_frames_per_video,
+                                  threads=args.threads, repeats=args.repeats, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(result, default=str), flush=True)
+    else:
+        print(format_table(result))
+        if args.out:
+            print(f"anonymizers.json, tradeoff.png and examples.png in {args.out}")
     return 0
 
 
@@ -317,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     cc = csub.add_parser("check", help="validate config files; every error with its field path")
     cc.add_argument("files", nargs="+")
-    cc.add_argument("--kind", choices=["server", "camera", "subscriber", "demo", "train-autoencoder"])
+    cc.add_argument("--kind", choices=["server", "camera", "subscriber", "demo", "train-autoencoder", "train-classifier",
+                                         "train-anonymizer"])
     cc.set_defaults(func=_cmd_config_check)
 
     c = sub.add_parser("protos", help="generated gRPC code in pvad/v1")
@@ -332,6 +421,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from <out stem>.last.pt")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train_autoencoder)
+    t = tsub.add_parser("anonymizer", help="the learned camera anonymizer, adversarially (De Coninck et al.)")
+    t.add_argument("--config", required=True, help="a train-anonymizer config, e.g. configs/train-anonymizer.yaml")
+    t.add_argument("--resume", action="store_true", help="continue from <out stem>.last.pt")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_train_anonymizer)
+    t = tsub.add_parser("classifier", help="the two-stream anomaly classifier (P §3.3 recipe; torchrun for DDP)")
+    t.add_argument("--config", required=True, help="a train-classifier config, e.g. configs/train-classifier-synth.yaml")
+    t.add_argument("--data", help="dataset root (overrides the config's `data`)")
+    t.add_argument("--out", help="checkpoint path (overrides the config's `out`)")
+    t.add_argument("--resume", action="store_true", help="continue from <out stem>.last.pt")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=_cmd_train_classifier)
 
     c = sub.add_parser("export", help="export the camera-side encoder (ONNX / TorchScript), checked against PyTorch")
     c.add_argument("--model", required=True, help="autoencoder checkpoint (with its card)")
@@ -357,6 +458,36 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="directory for privacy.json and the plots")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_cmd_eval_privacy)
+    e = esub.add_parser("anonymizers", help="every camera anonymizer: ms/frame, memory, bytes, person AP, faces, SSIM/NMI")
+    e.add_argument("files", nargs="+", help="images and/or videos (sampled frames)")
+    e.add_argument("--modes", nargs="+", help="anonymizers to evaluate (default: every registered one + "
+                   "blur:person, pixelate:person)")
+    e.add_argument("--every-n", type=int, default=10, help="take every n-th video frame")
+    e.add_argument("--max-frames-per-video", type=int, default=8)
+    e.add_argument("--threads", type=int, default=1, help="OpenCV and torch threads while measuring")
+    e.add_argument("--repeats", type=int, default=3, help="timed calls per frame (the fastest counts)")
+    e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--out", help="directory for anonymizers.json, tradeoff.png and examples.png")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_cmd_eval_anonymizers)
+    e = esub.add_parser("detection", help="FL-AUC, VL-F1/TPR/FPR with the SAS, ROC and timeline plots, Grad-CAM")
+    e.add_argument("--data", required=True, help="dataset root (UCF-Crime layout, e.g. from `pvad synth`)")
+    e.add_argument("--checkpoint", help="classifier checkpoint (default: the shipped one)")
+    e.add_argument("--split", choices=["test", "train", "all"], default="test")
+    e.add_argument("--annotations", choices=["auto", "temporal", "vatic", "liu2019"], default="auto")
+    e.add_argument("--fps", type=float, default=10.0, help="frames per second of video scored (the camera rate)")
+    e.add_argument("--tau", type=float, default=0.5)
+    e.add_argument("--nu", type=float, default=2.0)
+    e.add_argument("--ub", type=float, default=7.0)
+    e.add_argument("--lb", type=float, default=-7.0)
+    e.add_argument("--autoencoder", help="score reconstructions by this autoencoder instead of what the card says "
+                   "(e.g. models/weights/autoencoder-dp-adagrad.pt: what a dp-encoder camera costs the detector)")
+    e.add_argument("--gradcam", type=int, default=0, metavar="N", help="Grad-CAM overlays for N confident frames")
+    e.add_argument("--out", default=".pvad/eval-detection", help="folder for the plots")
+    e.add_argument("--cache-dir", default=".pvad/cache/classifier")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=_cmd_eval_detection)
 
     c = sub.add_parser("bench", help="benchmarks: figures and ratios")
     bsub = c.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
@@ -410,6 +541,28 @@ def build_parser() -> argparse.ArgumentParser:
     ms = msub.add_parser("show", help="print a checkpoint's card")
     ms.add_argument("file")
     ms.set_defaults(func=_cmd_models_show)
+
+    c = sub.add_parser("data", help="anomaly-detection datasets (UCF-Crime layout)")
+    dsub = c.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    d = dsub.add_parser("index", help="per-split/per-class videos, frames, hard/soft frames, and what is missing")
+    d.add_argument("dir")
+    d.add_argument("--annotations", choices=("auto", "temporal", "vatic", "liu2019"), default="auto")
+    d.add_argument("--annotation-dir", action="append", metavar="DIR",
+                   help="also look here for Anomaly_Train.txt, the temporal file and Liu 2019 JSONs (repeatable)")
+    d.add_argument("--no-verify", action="store_true", help="trust the header frame counts (faster)")
+    d.add_argument("--problems", type=int, default=50, metavar="N", help="problems to print (0: all)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_cmd_data_index)
+
+    c = sub.add_parser("synth", help="write a synthetic surveillance anomaly benchmark in the UCF-Crime layout")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--videos", type=int, default=40)
+    c.add_argument("--out", required=True)
+    c.add_argument("--frames", type=int, default=250)
+    c.add_argument("--fps", type=float, default=25.0)
+    c.add_argument("--test-fraction", type=float, default=0.3)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=_cmd_synth)
     return p
 
 

@@ -24,8 +24,11 @@ FRAME_WIDTH = 320
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
 SHIPPED_DP_AUTOENCODER = SHIPPED_WEIGHTS / "autoencoder-dp-adagrad.pt"
 SHIPPED_AUTOENCODER = SHIPPED_WEIGHTS / "autoencoder-adam.pt"
+SHIPPED_CLASSIFIER = SHIPPED_WEIGHTS / "classifier-synth.pt"
 # The DP pair's encoder exported by `pvad export --format onnx` (for cameras without PyTorch).
 SHIPPED_DP_ENCODER_ONNX = SHIPPED_WEIGHTS / "autoencoder-dp-adagrad.encoder.onnx"
+# The learned (adversarially trained) anonymizer, made by `pvad train anonymizer` (configs/train-anonymizer.yaml).
+SHIPPED_LEARNED_ANONYMIZER = SHIPPED_WEIGHTS / "anonymizer-learned.pt"
 
 
 class Section(BaseModel):
@@ -80,10 +83,35 @@ class DpEncoderAnonymizer(Section):
     )
 
 
-class BlurAnonymizer(Section):
-    name: Literal["blur"] = "blur"
-    kernel: int = Field(31, ge=3, le=255, description="Gaussian kernel size in pixels (odd)")
+class RegionAnonymizer(Section):
+    """Shared by the image anonymizers of camera_client/anonymize/regions.py (LA3D): the transform
+    goes on the people a detector finds on the camera (`region: person`) or on the whole frame."""
+
+    region: Literal["person", "frame"] = "person"
+    detector: DetectorConfig | None = Field(
+        None, description="person detector on the camera; null = YOLO-Fastest 1.1 (shared data) when present, else HOG"
+    )
+    fallback: Literal["frame", "pass"] = Field(
+        "frame", description="after `fallback_after` frames without a person: anonymize the whole frame, or nothing"
+    )
+    fallback_after: int = Field(
+        10, ge=0, le=1_000_000, description="frames without a person during which the last boxes stay anonymized"
+    )
+    margin: float = Field(0.0, ge=0.0, le=1.0, description="grow each person box by this fraction on every side")
     jpeg_quality: int = Field(90, ge=10, le=100)
+
+    @model_validator(mode="after")
+    def _needs_detector(self) -> "RegionAnonymizer":
+        if self.region == "person" and self.detector is not None and self.detector.backend == "none":
+            raise ValueError("region: person needs a detector; detector.backend 'none' finds nobody")
+        return self
+
+
+class BlurAnonymizer(RegionAnonymizer):
+    name: Literal["blur"] = "blur"
+    region: Literal["person", "frame"] = "frame"
+    kernel: int = Field(31, ge=3, le=255, description="Gaussian kernel size in pixels (odd)")
+    sigma: float = Field(0.0, ge=0.0, le=255.0, description="Gaussian sigma; 0 = derived from the kernel (OpenCV)")
 
     @field_validator("kernel")
     @classmethod
@@ -93,9 +121,74 @@ class BlurAnonymizer(Section):
         return v
 
 
-class PixelateAnonymizer(Section):
+class PixelateAnonymizer(RegionAnonymizer):
     name: Literal["pixelate"] = "pixelate"
+    region: Literal["person", "frame"] = "frame"
     block: int = Field(16, ge=2, le=160, description="side of a pixel block in pixels")
+
+
+class MaskAnonymizer(RegionAnonymizer):
+    name: Literal["mask"] = "mask"
+    color: tuple[int, int, int] = Field((0, 0, 0), description="BGR fill of each person box (LA3D: black)")
+
+
+class EdgeAnonymizer(RegionAnonymizer):
+    name: Literal["edge"] = "edge"
+    low: int = Field(100, ge=0, le=1000, description="Canny hysteresis low threshold (LA3D: 100)")
+    high: int = Field(200, ge=1, le=1000, description="Canny hysteresis high threshold (LA3D: 200)")
+
+    @model_validator(mode="after")
+    def _order(self) -> "EdgeAnonymizer":
+        if self.low >= self.high:
+            raise ValueError("low must be below high")
+        return self
+
+
+class AdaptiveBlurAnonymizer(RegionAnonymizer):
+    """LA3D adaptive Gaussian blur: the kernel of each person grows with the box's share of the
+    frame (camera_client.anonymize.regions.la3d_adaptive_size)."""
+
+    name: Literal["adaptive-blur"] = "adaptive-blur"
+    kernel: int = Field(13, ge=1, le=255, description="base kernel size k (LA3D: 13)")
+    sigma: float = Field(10.0, ge=0.0, le=255.0, description="base Gaussian sigma (LA3D: 10)")
+    alpha: float = Field(1.0, gt=0.0, le=10.0, description="alpha_mask_scale")
+    alpha_dim: float = Field(0.5, gt=0.0, le=1.0, description="cap: kernel <= alpha_dim x box side")
+    log_scale: bool = Field(True, description="r = alpha * max(ln(scale), 1); false: max(scale, 1)")
+
+
+class AdaptiveFullBlurAnonymizer(AdaptiveBlurAnonymizer):
+    """As adaptive-blur, and sigma grows with the box by the same factor (LA3D adaptive_sigma)."""
+
+    name: Literal["adaptive-full-blur"] = "adaptive-full-blur"
+
+
+class AdaptiveMaxBlurAnonymizer(RegionAnonymizer):
+    """LA3D maximum blur: each box blurred with a kernel as large as the box itself."""
+
+    name: Literal["adaptive-max-blur"] = "adaptive-max-blur"
+
+
+class AdaptivePixelateAnonymizer(RegionAnonymizer):
+    name: Literal["adaptive-pixelate"] = "adaptive-pixelate"
+    block: int = Field(4, ge=1, le=160, description="base block side (LA3D downsize: 4)")
+    alpha: float = Field(1.0, gt=0.0, le=10.0, description="alpha_mask_scale")
+    alpha_dim: float = Field(0.5, gt=0.0, le=1.0, description="cap: block <= alpha_dim x box side")
+    log_scale: bool = Field(True, description="r = alpha * max(ln(scale), 1); false: max(scale, 1)")
+
+
+class AdaptiveMaxPixelateAnonymizer(RegionAnonymizer):
+    """LA3D maximum pixelation: each box becomes one block of its mean colour."""
+
+    name: Literal["adaptive-max-pixelate"] = "adaptive-max-pixelate"
+
+
+class LearnedAnonymizer(Section):
+    """A small encoder-decoder trained against a deobfuscator while a detector keeps working (T, D);
+    the transformed frame goes out as JPEG (models/learned_anonymizer.py, models/train_anonymizer.py)."""
+
+    name: Literal["learned"] = "learned"
+    checkpoint: Path = Field(SHIPPED_LEARNED_ANONYMIZER, description="anonymizer checkpoint (default: the shipped one)")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
     jpeg_quality: int = Field(90, ge=10, le=100)
 
 
@@ -105,10 +198,14 @@ class NoAnonymizer(Section):
 
 
 AnonymizerConfig = Annotated[
-    Union[DpEncoderAnonymizer, BlurAnonymizer, PixelateAnonymizer, NoAnonymizer],
+    Union[DpEncoderAnonymizer, BlurAnonymizer, PixelateAnonymizer, MaskAnonymizer, EdgeAnonymizer,
+          AdaptiveBlurAnonymizer, AdaptiveFullBlurAnonymizer, AdaptiveMaxBlurAnonymizer, AdaptivePixelateAnonymizer,
+          AdaptiveMaxPixelateAnonymizer, LearnedAnonymizer, NoAnonymizer],
     Field(discriminator="name"),
 ]
-ANONYMIZER_NAMES = ("dp-encoder", "blur", "pixelate", "none")
+ANONYMIZER_NAMES = ("dp-encoder", "blur", "pixelate", "mask", "edge", "adaptive-blur", "adaptive-full-blur",
+                    "adaptive-max-blur", "adaptive-pixelate", "adaptive-max-pixelate", "learned", "none")
+AnonymizerName = Literal[ANONYMIZER_NAMES]  # a server's `accept` list: any of the names above
 
 
 # --------------------------------------------------------------------------- detectors (server)
@@ -274,7 +371,7 @@ class EventLogConfig(Section):
 class ServerConfig(Section):
     listen: str = Field("127.0.0.1:50051", description="host:port; port 0 picks a free one")
     tls: ServerTLS
-    accept: list[Literal["dp-encoder", "blur", "pixelate", "none"]] = Field(
+    accept: list[AnonymizerName] = Field(
         default_factory=lambda: ["dp-encoder"], description="payload kinds this server analyses"
     )
     decoders: DecoderConfig = DecoderConfig()
@@ -351,14 +448,18 @@ class DemoConfig(Section):
     target_fps: float = Field(10.0, gt=0.0, le=120.0)
     max_in_flight: int = Field(4, ge=1, le=4096, description="camera's unacknowledged frames at most")
     anonymizer: AnonymizerConfig = DpEncoderAnonymizer()
-    accept: list[Literal["dp-encoder", "blur", "pixelate", "none"]] = Field(
+    accept: list[AnonymizerName] = Field(
         default_factory=lambda: ["dp-encoder"]
     )
     analysis: AnalysisConfig = Field(
         default_factory=lambda: AnalysisConfig(
-            classifier=ClassifierConfig(backbone="resnet18"), batching=BatchingConfig(max_batch=1, max_wait_ms=0.0)
+            classifier=ClassifierConfig(
+                checkpoint=SHIPPED_CLASSIFIER, backbone="mobilenet_v3_small", streams=2, bag=False, hidden=1024
+            ),
+            detector=NoDetector(),
+            batching=BatchingConfig(max_batch=1, max_wait_ms=0.0),
         ),
-        description="CPU profile by default: ResNet-18 streams",
+        description="the shipped CPU-sized classifier (MobileNetV3-Small two-stream, trained on synthetic scenes)",
     )
     scoring: ScoringConfig = ScoringConfig()
 
@@ -370,6 +471,8 @@ KINDS: dict[str, type[BaseModel] | str] = {
     "demo": DemoConfig,
     # Sections that live beside the code they configure, imported only when such a file is read.
     "train-autoencoder": "models.train_config:TrainAutoencoderConfig",
+    "train-anonymizer": "models.train_anonymizer:TrainAnonymizerConfig",
+    "train-classifier": "models.classifier_config:TrainClassifierConfig",
 }
 
 

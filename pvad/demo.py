@@ -38,8 +38,8 @@ SUBSCRIBER = "demo"
 
 
 def choose_detector(cfg: DemoConfig) -> DemoConfig:
-    """When the demo config names no detector, use `samples.offline_detector()`."""
-    if "detector" in cfg.analysis.model_fields_set:
+    """When the demo config names no detector and the classifier wants one, use `samples.offline_detector()`."""
+    if "detector" in cfg.analysis.model_fields_set or not cfg.analysis.classifier.bag:
         return cfg
     det = samples.offline_detector()
     log.info("demo: no detector configured; using %s", det.backend)
@@ -139,7 +139,7 @@ async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, An
         "anonymizer": report.anonymizer,
         "transport": "mtls",
         "source": str(source),
-        "detector": running.analyzer.detector.name,
+        "detector": running.analyzer.detector_name,
         "backbone": c.backbone,
         "streams": c.streams,
         "bag": c.bag,

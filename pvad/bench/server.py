@@ -76,7 +76,7 @@ def isolated_ms(analyzer: Analyzer, latents: list, batch: int) -> dict[str, floa
         decode = best(lambda: dec(z))
         rgb = dec(z).float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in rgb]
-    detector = best(lambda: analyzer.detector.detect_batch(bgr))
+    detector = best(lambda: analyzer.detector.detect_batch(bgr)) if analyzer.detector is not None else 0.0
     flow_state = analyzer.new_camera_flow()
     flow = best(lambda: [flow_state.next(f) for f in rgb])
     x = analyzer._normalise(rgb.astype(np.float32) / 255.0)

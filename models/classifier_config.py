@@ -1,0 +1,121 @@
+"""Configuration of ``pvad train classifier`` (kind ``train-classifier``), P §3.3, §4.2.
+
+Defaults are the paper's recipe: adaptive sampling at 3 fps inside anomalous segments and 10 fps
+elsewhere, batch-wise hard mining with α = 3, class weights 1:2, two phases (fully-connected
+head only at lr 1e-5, then every layer at 1e-6), early stopping with patience 5 on the validation
+loss, dropout 0.5 after each FC layer, Adam. Half of the test videos (class-stratified) are the
+validation set (P §4.2). Relative paths are relative to the working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from pvad.config import DetectorConfig, FlowConfig, HogDetector, Section
+
+
+class ModelSection(Section):
+    """The classifier to train (P Table 1 variants: streams 1/2, bag on/off)."""
+
+    backbone: str = Field("resnet50", description="registered backbone: resnet50, resnet18, mobilenet_v3_small, tiny")
+    streams: Literal[1, 2] = 2
+    bag: bool = True
+    hidden: int = Field(4096, ge=1, description="width of the two FC layers (paper: 4096)")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="after each FC layer (paper: 0.5)")
+    input_scale: float = Field(
+        1.0, gt=0.0, le=1.0, description="the model downscales its 240x320 inputs by this before the backbones"
+    )
+    pretrained: Literal["auto", "never"] = Field(
+        "auto", description="auto: ImageNet weights when cached or downloadable; never: random init"
+    )
+
+
+class SamplingSection(Section):
+    """Adaptive frame-rate sampling (P §3.3): fewer, more varied frames from long segments."""
+
+    anomalous_fps: float = Field(3.0, gt=0.0, description="sampling rate inside anomalous segments (paper: 3)")
+    normal_fps: float = Field(10.0, gt=0.0, description="sampling rate elsewhere (paper: 10)")
+    camera_fps: float = Field(
+        10.0, gt=0.0,
+        description="frame rate the server will see: flow is computed against the frame 1/camera_fps earlier",
+    )
+    validation_fps: float = Field(10.0, gt=0.0, description="uniform rate at which validation videos are scored")
+    max_per_video: int | None = Field(None, ge=1, description="training samples per video at most (evenly thinned)")
+
+
+class HardMiningSection(Section):
+    """Batch-wise hard mining (P §3.3): score α·K candidates, train on the K with the highest loss."""
+
+    enabled: bool = True
+    alpha: int = Field(3, ge=1, description="candidates per trained sample (paper: 3)")
+
+
+class PhaseSection(Section):
+    train: Literal["head", "all"] = Field(description="head: the FC layers only (backbones frozen); all: every layer")
+    lr: float = Field(gt=0.0)
+    max_epochs: int = Field(100, ge=1, le=100_000, description="early stopping usually ends the phase sooner")
+
+
+def _paper_phases() -> list[PhaseSection]:
+    return [PhaseSection(train="head", lr=1e-5), PhaseSection(train="all", lr=1e-6)]
+
+
+class TrainClassifierConfig(Section):
+    """Train the two-stream anomaly classifier on an annotated video dataset (UCF-Crime layout)."""
+
+    data: Path = Field(description="dataset root (UCF-Crime layout: videos + official annotation files)")
+    annotations: Literal["auto", "temporal", "vatic", "liu2019"] = "auto"
+    validation_fraction: float = Field(
+        0.5, gt=0.0, lt=1.0, description="share of the test videos used for validation, stratified by class (paper: 0.5)"
+    )
+    model: ModelSection = ModelSection()
+    sampling: SamplingSection = SamplingSection()
+    hard_mining: HardMiningSection = HardMiningSection()
+    hard_anomalies_only: bool = Field(
+        False, description="-ha: soft frames are left out of training and count as normal in evaluation"
+    )
+    class_weights: tuple[float, float] = Field((1.0, 2.0), description="loss weight of (normal, anomalous) samples")
+    batch_size: int = Field(16, ge=1, le=4096, description="K, the samples trained on per step")
+    phases: list[PhaseSection] = Field(default_factory=_paper_phases, min_length=1)
+    patience: int = Field(5, ge=1, description="epochs without a better validation figure before a phase ends")
+    monitor: Literal["val_loss", "val_fl_auc"] = Field(
+        "val_loss", description="what early stopping watches (paper: the validation loss)"
+    )
+    min_delta: float = Field(1e-4, ge=0.0)
+    bn_momentum: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="BatchNorm running-stat momentum; null keeps the backbone's (torchvision's MobileNetV3 uses "
+        "0.01, too slow for a few short epochs: its eval-mode outputs stay garbage)",
+    )
+    autoencoder: Path | None = Field(
+        None, description="pass every frame through this autoencoder first (G §5.4), as the server sees it"
+    )
+    flow: FlowConfig = FlowConfig()
+    detector: DetectorConfig = Field(
+        default_factory=HogDetector, description="bag-of-objects detector; must match the server's"
+    )
+    cache_dir: Path = Field(Path(".pvad/cache/classifier"), description="per-video features (frames, flow, bags)")
+    out: Path = Field(description="final checkpoint; `<stem>.last.pt` beside it holds the resumable state")
+    resume: bool = Field(False, description="continue from `<stem>.last.pt` when it exists")
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads per process; null = torch's default")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+    @model_validator(mode="after")
+    def _weights_positive(self) -> TrainClassifierConfig:
+        if min(self.class_weights) <= 0:
+            raise ValueError("class_weights must both be positive")
+        return self
+
+    @property
+    def variant(self) -> str:
+        """P Table 1 name of this run, e.g. ``2S-bag-ha`` or ``1S-no-hm``."""
+        name = f"{self.model.streams}S" + ("-bag" if self.model.bag else "")
+        if self.hard_anomalies_only:
+            name += "-ha"
+        if not self.hard_mining.enabled:
+            name += "-no-hm"
+        return name

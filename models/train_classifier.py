@@ -1,0 +1,514 @@
+"""Train the two-stream anomaly classifier with the papers' recipe (P §3.3, §4.2; G §5.4).
+
+``train_classifier(cfg)``:
+
+1. loads the dataset (``models.vad_data``), splits the test videos into validation and held-out
+   halves stratified by class (P §4.2), and samples training frames adaptively
+   (``models.sampling``: 3 fps in anomalous runs, 10 fps elsewhere; ``-ha`` drops SOFT frames);
+2. computes each video's frames, flow and bags once (``models.vad_features``, cached on disk;
+   with ``autoencoder`` every frame is a reconstruction, as on the server);
+3. trains in phases (paper: FC head only at 1e-5, then all layers at 1e-6) with Adam, class
+   weights on a per-sample binary cross-entropy, and batch-wise hard mining: every step scores
+   α·K candidates drawn without replacement and trains on the K with the highest loss, so an
+   epoch trains on 1/α of the samples (P §3.3). Each phase stops after ``patience`` epochs
+   without a lower validation loss and keeps its best weights;
+4. writes a checkpoint whose card records the recipe, the data and the validation metrics.
+
+After every epoch ``<stem>.last.pt`` holds what resuming needs. Under ``torchrun`` (``WORLD_SIZE``
+> 1) it runs distributed data-parallel on gloo (CPU) or NCCL (CUDA): every rank mines its own
+share of each candidate pool, gradients are averaged, rank 0 writes the files.
+
+Training augments with horizontal flips (flow's x channel is mirrored with the frame).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from tqdm import tqdm
+
+from models.checkpoint import save_checkpoint
+from models.classifier_config import PhaseSection, TrainClassifierConfig
+from models.sampling import (
+    adaptive_indices,
+    evaluation_targets,
+    thin,
+    training_targets,
+    uniform_indices,
+)
+from models.two_stream import TwoStreamClassifier, two_stream_card
+from models.vad_data import VadDataset, VideoItem, load_dataset
+from models.vad_features import FeatureCache, Features
+from pvad.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def split_validation(test: list[VideoItem], fraction: float, seed: int) -> tuple[list[VideoItem], list[VideoItem]]:
+    """(validation, held-out) from the test videos: ``fraction`` of each class to validation."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[VideoItem]] = {}
+    for v in sorted(test, key=lambda v: v.name):
+        by_class.setdefault(v.category, []).append(v)
+    val, held = [], []
+    for cls in sorted(by_class):
+        vids = by_class[cls]
+        order = rng.permutation(len(vids))
+        k = int(fraction * len(vids) + 0.5)  # half up: a class of one video validates
+        k = min(max(k, 1), len(vids) - 1) if len(vids) >= 2 else 1
+        val += [vids[i] for i in order[:k]]
+        held += [vids[i] for i in order[k:]]
+    return val, held
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+@dataclass
+class SampleSet:
+    """Samples of many videos stacked: uint8 images, float bags, targets (0/1) and per-sample weights."""
+
+    frame: np.ndarray
+    flow: np.ndarray
+    bag: np.ndarray
+    target: np.ndarray  # float32 0/1
+    weight: np.ndarray  # float32 class weight
+    video: np.ndarray  # int32 index into `videos`
+    videos: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    @staticmethod
+    def stack(parts: list[tuple[str, Features, np.ndarray]], class_weights: tuple[float, float]) -> SampleSet:
+        """From (video name, features, 0/1 targets per feature row, -1 rows dropped)."""
+        keep = [(name, f, t) for name, f, t in parts if len(f)]
+        frames, flows, bags, targets, vids = [], [], [], [], []
+        for vi, (_, f, t) in enumerate(keep):
+            m = t >= 0
+            frames.append(f.frame[m])
+            flows.append(f.flow[m])
+            bags.append(f.bag[m])
+            targets.append(t[m].astype(np.float32))
+            vids.append(np.full(int(m.sum()), vi, np.int32))
+        if not frames:
+            raise ConfigError("no samples: every video of this split was empty or excluded")
+        target = np.concatenate(targets)
+        w = np.where(target > 0.5, class_weights[1], class_weights[0]).astype(np.float32)
+        return SampleSet(
+            np.concatenate(frames), np.concatenate(flows), np.concatenate(bags), target, w,
+            np.concatenate(vids), [name for name, _, _ in keep],
+        )
+
+
+class Batches:
+    """Turns sample indices into normalised model inputs (the server's preprocessing)."""
+
+    def __init__(self, model: TwoStreamClassifier, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+        self.streams = model.streams
+        self.bag = model.use_bag
+        self.device = device
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0
+
+    def _img(self, arr: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(arr).to(self.device).permute(0, 3, 1, 2).float()
+        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+    def inputs(self, s: SampleSet, idx: np.ndarray, *, flip: np.ndarray | None = None):
+        frame_u8 = s.frame[idx]
+        flow_u8 = s.flow[idx] if self.streams == 2 else None
+        if flip is not None and flip.any():
+            frame_u8 = frame_u8.copy()
+            frame_u8[flip] = frame_u8[flip][:, :, ::-1]
+            if flow_u8 is not None:
+                flow_u8 = flow_u8.copy()
+                mirrored = flow_u8[flip][:, :, ::-1].copy()
+                mirrored[..., 0] = 255 - mirrored[..., 0]  # dx changes sign: 0.5 + dx/2c -> 0.5 - dx/2c
+                flow_u8[flip] = mirrored
+        frame = self._img(frame_u8)
+        flow = self._img(flow_u8) if flow_u8 is not None else None
+        bag = torch.from_numpy(s.bag[idx]).to(self.device) if self.bag else None
+        return frame, flow, bag
+
+    def targets(self, s: SampleSet, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(s.target[idx]).to(self.device), torch.from_numpy(s.weight[idx]).to(self.device)
+
+
+def weighted_bce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-sample class-weighted binary cross-entropy (no reduction)."""
+    return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none") * weight
+
+
+def mine_hard(losses: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions of the ``k`` highest losses (P §3.3: hard positives and negatives alike)."""
+    return torch.topk(losses, min(k, losses.numel())).indices
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def sum(self, *values: float) -> list[float]:
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def gather(self, arr: np.ndarray) -> np.ndarray:
+        if self.world == 1:
+            return arr
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, arr)
+        return np.concatenate(out)
+
+
+def _init_dist(device: torch.device) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    variant: str
+    history: list[dict[str, Any]]
+    metrics: dict[str, float]
+    epoch_seconds: float
+    samples: dict[str, int]
+
+
+def last_checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".last.pt")
+
+
+def _pick_device(name: str) -> torch.device:
+    if name in ("cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if name == "cuda":
+        log.warning("device: cuda requested but unavailable; training on CPU")
+    return torch.device("cpu")
+
+
+def _features(cache: FeatureCache, videos: list[VideoItem], indices: list[np.ndarray], d: Dist,
+              what: str, progress: bool) -> list[Features]:
+    """Features of every video; under DDP each rank computes its share, then all read the cache."""
+    mine = [i for i in range(len(videos)) if i % d.world == d.rank]
+    for i in tqdm(mine, desc=f"features ({what})", unit="video", disable=not progress or not d.main):
+        cache.get(videos[i], indices[i])
+    d.barrier()
+    return [cache.get(v, ix) for v, ix in zip(videos, indices)]
+
+
+def _set_phase(model: TwoStreamClassifier, phase: PhaseSection) -> list[torch.nn.Parameter]:
+    backbones = [model.frame_stream] + ([model.flow_stream] if model.flow_stream is not None else [])
+    for b in backbones:
+        for p in b.parameters():
+            p.requires_grad_(phase.train == "all")
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _train_mode(model: TwoStreamClassifier, phase: PhaseSection) -> None:
+    model.train()
+    if phase.train == "head":  # frozen backbones keep their BatchNorm statistics too
+        model.frame_stream.eval()
+        if model.flow_stream is not None:
+            model.flow_stream.eval()
+
+
+@torch.no_grad()
+def predict(model: TwoStreamClassifier, batches: Batches, s: SampleSet, idx: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Anomaly probabilities of samples ``idx`` (model in eval mode)."""
+    model.eval()
+    out = []
+    for i in range(0, len(idx), batch_size):
+        out.append(torch.sigmoid(model(*batches.inputs(s, idx[i:i + batch_size])).float()).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _validate(model, batches: Batches, val: SampleSet, d: Dist) -> dict[str, float]:
+    idx = np.arange(d.rank, len(val), d.world)
+    probs = predict(model, batches, val, idx)
+    t, w = val.target[idx], val.weight[idx]
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    bce = -(t * np.log(p) + (1 - t) * np.log(1 - p)) * w
+    total, count = d.sum(float(bce.sum()), float(len(idx)))
+    all_p, all_t = d.gather(probs), d.gather(t)
+    auc = float(roc_auc_score(all_t, all_p)) if 0 < all_t.sum() < len(all_t) else float("nan")
+    return {"val_loss": total / max(count, 1.0), "val_fl_auc": auc}
+
+
+def _epoch(model, ddp_model, optimizer, batches: Batches, train: SampleSet, cfg: TrainClassifierConfig,
+           phase: PhaseSection, rng: np.random.Generator, d: Dist, progress: bool, desc: str) -> float:
+    k = cfg.batch_size
+    alpha = cfg.hard_mining.alpha if cfg.hard_mining.enabled else 1
+    pool = alpha * k
+    order = rng.permutation(len(train))
+    flips = rng.random(len(train)) < 0.5
+    steps = len(order) // (pool * d.world) or 1
+    total, n = 0.0, 0
+    bar = tqdm(range(steps), desc=desc, unit="step", leave=False, disable=not progress or not d.main)
+    for step in bar:
+        chunk = order[step * pool * d.world:(step + 1) * pool * d.world]
+        cand = chunk[d.rank::d.world]
+        if len(cand) == 0:
+            cand = order[:pool][d.rank::d.world]
+        if alpha > 1:
+            with torch.no_grad():
+                model.eval()
+                logits = model(*batches.inputs(train, cand, flip=flips[cand]))
+                losses = weighted_bce(logits, *batches.targets(train, cand))
+            cand = cand[mine_hard(losses, k).cpu().numpy()]
+        _train_mode(model, phase)
+        logits = ddp_model(*batches.inputs(train, cand, flip=flips[cand]))
+        loss = weighted_bce(logits, *batches.targets(train, cand)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(cand)
+        n += len(cand)
+        bar.set_postfix(loss=f"{total / n:.4f}")
+    s, c = d.sum(total, float(n))
+    return s / max(c, 1.0)
+
+
+def _better(value: float, best: float | None, cfg: TrainClassifierConfig) -> bool:
+    """Whether ``value`` of ``cfg.monitor`` improves on ``best`` by more than ``min_delta`` (NaN never does)."""
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    return value < best - cfg.min_delta if cfg.monitor == "val_loss" else value > best + cfg.min_delta
+
+
+def _atomic_save(obj: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def prepare_samples(cfg: TrainClassifierConfig, dataset: VadDataset, cache: FeatureCache, d: Dist, progress: bool):
+    """(train SampleSet, validation SampleSet, validation videos, counts)."""
+    train_videos = dataset.split("train")
+    if not train_videos:
+        raise ConfigError(f"{cfg.data}: the train split is empty (see `pvad data index {cfg.data}`)")
+    val_videos, _ = split_validation(dataset.split("test"), cfg.validation_fraction, cfg.seed)
+    if not val_videos:
+        raise ConfigError(f"{cfg.data}: no test videos to validate on (see `pvad data index {cfg.data}`)")
+    s = cfg.sampling
+    tr_idx = [
+        thin(adaptive_indices(v.labels, v.fps, anomalous_fps=s.anomalous_fps, normal_fps=s.normal_fps,
+                              hard_only=cfg.hard_anomalies_only), s.max_per_video)
+        for v in train_videos
+    ]
+    va_idx = [uniform_indices(v.n_frames, v.fps, s.validation_fps) for v in val_videos]
+    tr_feats = _features(cache, train_videos, tr_idx, d, "train", progress)
+    va_feats = _features(cache, val_videos, va_idx, d, "validation", progress)
+    train = SampleSet.stack(
+        [(v.name, f, training_targets(f.labels, hard_only=cfg.hard_anomalies_only)) for v, f in zip(train_videos, tr_feats)],
+        cfg.class_weights,
+    )
+    val = SampleSet.stack(
+        [(v.name, f, evaluation_targets(f.labels)) for v, f in zip(val_videos, va_feats)], cfg.class_weights
+    )
+    counts = {
+        "train_videos": len(train_videos), "train_samples": len(train),
+        "train_anomalous": int(train.target.sum()), "validation_videos": len(val_videos),
+        "validation_samples": len(val), "validation_anomalous": int(val.target.sum()),
+    }
+    if train.target.sum() == 0 or train.target.sum() == len(train):
+        raise ConfigError(f"{cfg.data}: the training samples hold only one class ({counts}); both are needed")
+    return train, val, val_videos, counts
+
+
+def train_classifier(cfg: TrainClassifierConfig, *, progress: bool = True) -> TrainResult | None:
+    """Run the recipe; returns the result on rank 0 (None on other ranks)."""
+    device = _pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    d = _init_dist(device)
+    try:
+        return _train(cfg, device, d, progress)
+    finally:
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainClassifierConfig, device: torch.device, d: Dist, progress: bool) -> TrainResult | None:
+    dataset = load_dataset(cfg.data, annotations=cfg.annotations)  # logs each problem it finds
+    m = cfg.model
+    cache = FeatureCache(
+        cfg.cache_dir, flow=cfg.flow, camera_fps=cfg.sampling.camera_fps,
+        detector=cfg.detector if m.bag else None, autoencoder=cfg.autoencoder, device=str(device),
+    )
+    train, val, val_videos, counts = prepare_samples(cfg, dataset, cache, d, progress)
+    log.info("%s: %s (features: %d cached, %d computed here)", cfg.variant, counts, cache.hits, cache.misses)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = TwoStreamClassifier(backbone=m.backbone, streams=m.streams, bag=m.bag, hidden=m.hidden,
+                                    dropout=m.dropout, input_scale=m.input_scale, pretrained=m.pretrained == "auto")
+    if cfg.bn_momentum is not None:
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.momentum = cfg.bn_momentum
+    model = model.to(device).to(memory_format=torch.channels_last)
+    card_proto = two_stream_card(trained=True, provenance="", **model.arch_kwargs)
+    batches = Batches(model, card_proto.mean, card_proto.std, device)
+
+    state: dict[str, Any] = {"phase": 0, "epoch": 0, "best": None, "best_state": None, "bad": 0,
+                             "history": [], "optimizer": None, "epoch_seconds": []}
+    last = last_checkpoint_path(cfg.out)
+    if cfg.resume and last.is_file():
+        saved = torch.load(last, map_location="cpu", weights_only=False)
+        if saved.get("variant") != cfg.variant:
+            raise ConfigError(f"{last} holds a {saved.get('variant')} run, not {cfg.variant}; delete it or set resume: false")
+        model.load_state_dict(saved["model"])
+        state = saved["state"]
+        log.info("resuming from %s: phase %d, epoch %d", last, state["phase"] + 1, state["epoch"])
+
+    while state["phase"] < len(cfg.phases):
+        phase = cfg.phases[state["phase"]]
+        params = _set_phase(model, phase)
+        optimizer = torch.optim.Adam(params, lr=phase.lr)
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        ddp_model = model
+        if d.world > 1:
+            ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
+        while state["epoch"] < phase.max_epochs:
+            t0 = time.perf_counter()
+            rng = np.random.default_rng([cfg.seed, state["phase"], state["epoch"]])  # same draws after a resume
+            desc = f"phase {state['phase'] + 1}/{len(cfg.phases)} ({phase.train}, lr {phase.lr:g}) epoch {state['epoch'] + 1}"
+            train_loss = _epoch(model, ddp_model, optimizer, batches, train, cfg, phase, rng, d, progress, desc)
+            row = {"phase": state["phase"] + 1, "epoch": state["epoch"] + 1, "train_loss": train_loss,
+                   **_validate(model, batches, val, d), "seconds": time.perf_counter() - t0}
+            state["epoch_seconds"].append(row["seconds"])
+            state["history"].append(row)
+            state["epoch"] += 1
+            if _better(row[cfg.monitor], state["best"], cfg):
+                state["best"], state["bad"] = row[cfg.monitor], 0
+                state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                state["bad"] += 1
+            if d.main:
+                log.info("%s  train %.4f  val %.4f  val FL-AUC %.3f  (%.0f s)", desc, train_loss,
+                         row["val_loss"], row["val_fl_auc"], row["seconds"])
+            stop = state["bad"] >= cfg.patience
+            state["optimizer"] = None if stop else optimizer.state_dict()
+            if d.main:
+                _atomic_save({"variant": cfg.variant, "model": model.state_dict(), "state": state}, last)
+            if stop:
+                log.info("phase %d: no better %s in %d epochs; keeping the best", state["phase"] + 1, cfg.monitor, cfg.patience)
+                break
+        if state["best_state"] is not None:
+            model.load_state_dict(state["best_state"])
+        state.update(phase=state["phase"] + 1, epoch=0, bad=0, best=None, optimizer=None)
+        if d.main:
+            _atomic_save({"variant": cfg.variant, "model": model.state_dict(), "state": state}, last)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if not d.main:
+        return None
+    final = _validate(model, batches, val, Dist())
+    return _finish(cfg, model, final, state, counts, val_videos, dataset)
+
+
+def _synth_manifest(root: Path) -> dict[str, Any] | None:
+    """Generator, seed and parameters of a `pvad synth` dataset (None for other data)."""
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: m.get(k) for k in ("generator", "seed", "params")}
+
+
+def _finish(cfg, model, final, state, counts, val_videos, dataset) -> TrainResult:
+    epoch_s = float(np.median(state["epoch_seconds"])) if state["epoch_seconds"] else math.nan
+    epochs = Counter(r["phase"] for r in state["history"])
+    provenance = (
+        f"trained with `pvad train classifier` ({cfg.variant}) on {cfg.data} "
+        f"({counts['train_videos']} train videos, {counts['train_samples']} frames; "
+        f"frames {'reconstructed by ' + str(cfg.autoencoder) if cfg.autoencoder else 'raw'})"
+    )
+    card = two_stream_card(trained=True, provenance=provenance, **model.arch_kwargs)
+    card.metrics = {"val_loss": final["val_loss"], "val_fl_auc": final["val_fl_auc"]}
+    card.extra = {
+        "variant": cfg.variant,
+        "data": str(cfg.data),
+        "data_generator": _synth_manifest(cfg.data),
+        "annotations": cfg.annotations,
+        "classes": sorted({v.category for v in dataset.videos}),
+        "samples": counts,
+        "validation_videos": [v.name for v in val_videos],
+        "recipe": {
+            "phases": [p.model_dump() for p in cfg.phases],
+            "epochs_per_phase": dict(epochs),
+            "batch_size": cfg.batch_size,
+            "hard_mining": cfg.hard_mining.model_dump(),
+            "class_weights": list(cfg.class_weights),
+            "hard_anomalies_only": cfg.hard_anomalies_only,
+            "patience": cfg.patience,
+            "monitor": cfg.monitor,
+            "sampling": cfg.sampling.model_dump(),
+            "pretrained": cfg.model.pretrained,
+            "seed": cfg.seed,
+        },
+        "features": {
+            "autoencoder": str(cfg.autoencoder) if cfg.autoencoder else None,
+            "flow": cfg.flow.model_dump(mode="json"),
+            "detector": cfg.detector.model_dump(mode="json") if cfg.model.bag else None,
+            "camera_fps": cfg.sampling.camera_fps,
+        },
+        "epoch_seconds_median": round(epoch_s, 1),
+        "history": state["history"],
+    }
+    save_checkpoint(cfg.out, model.cpu(), card)
+    log.info("wrote %s (%s): val loss %.4f, val FL-AUC %.3f", cfg.out, cfg.variant, final["val_loss"], final["val_fl_auc"])
+    return TrainResult(cfg.out, cfg.variant, state["history"], card.metrics, epoch_s, counts)

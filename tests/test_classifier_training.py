@@ -1,0 +1,130 @@
+"""`pvad train classifier` and `pvad eval detection` end to end on a tiny synthetic benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.classifier_config import TrainClassifierConfig
+from models.eval_detection import evaluate_detection
+from models.synth import SynthParams, make_benchmark
+from models.train_classifier import (
+    Batches,
+    Dist,
+    last_checkpoint_path,
+    predict,
+    prepare_samples,
+    train_classifier,
+)
+from models.two_stream import TwoStreamClassifier, load_classifier
+from models.vad_data import load_dataset
+from models.vad_features import FeatureCache
+from pvad.config import load_config
+
+TINY = SynthParams(seed=5, videos=6, frames=60, fps=10.0)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "bench"
+    make_benchmark(out, TINY)
+    return out
+
+
+def _cfg(bench: Path, tmp: Path, **over) -> TrainClassifierConfig:
+    raw = {
+        "data": bench, "out": tmp / "clf.pt", "cache_dir": tmp / "cache", "threads": 2,
+        "model": {"backbone": "tiny", "streams": 2, "bag": False, "hidden": 32, "pretrained": "never", "dropout": 0.0},
+        "sampling": {"anomalous_fps": 10, "normal_fps": 10, "camera_fps": 10, "validation_fps": 10},
+        "detector": {"backend": "none"}, "batch_size": 8, "hard_mining": {"alpha": 2},
+        "phases": [{"train": "all", "lr": 3e-3, "max_epochs": 4}], "patience": 10,
+    }
+    raw.update(over)
+    return TrainClassifierConfig(**raw)
+
+
+def _train_loss(cfg: TrainClassifierConfig, model: TwoStreamClassifier) -> float:
+    cache = FeatureCache(cfg.cache_dir, flow=cfg.flow, camera_fps=cfg.sampling.camera_fps)
+    train, _, _, _ = prepare_samples(cfg, load_dataset(cfg.data), cache, Dist(), progress=False)
+    b = Batches(model, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), torch.device("cpu"))
+    p = np.clip(predict(model, b, train, np.arange(len(train))), 1e-7, 1 - 1e-7)
+    t = train.target
+    return float((-(t * np.log(p) + (1 - t) * np.log(1 - p)) * train.weight).mean())
+
+
+def test_short_training_lowers_the_loss_and_writes_a_card(bench: Path, tmp_path: Path):
+    cfg = _cfg(bench, tmp_path)
+    torch.manual_seed(cfg.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        init = TwoStreamClassifier(backbone="tiny", streams=2, bag=False, hidden=32, dropout=0.0)
+    before = _train_loss(cfg, init)
+    result = train_classifier(cfg, progress=False)
+    model, card = load_classifier(result.out, backbone=None, streams=None, bag=None, hidden=None, pretrained=False, seed=0)
+    after = _train_loss(cfg, model)
+    assert after < before
+    assert card.trained and card.extra["variant"] == "2S"
+    assert card.extra["recipe"]["hard_mining"] == {"enabled": True, "alpha": 2}
+    assert len(card.extra["history"]) == 4 and set(card.extra["validation_videos"])
+    assert last_checkpoint_path(cfg.out).is_file()
+    # the features were cached: a second preparation computes nothing
+    cache = FeatureCache(cfg.cache_dir, flow=cfg.flow, camera_fps=cfg.sampling.camera_fps)
+    prepare_samples(cfg, load_dataset(cfg.data), cache, Dist(), progress=False)
+    assert cache.misses == 0 and cache.hits > 0
+
+    report = evaluate_detection(bench, result.out, split="all", cache_dir=cfg.cache_dir, progress=False)
+    m = report.metrics
+    assert m["videos"] == 6 and m["frames"] == 6 * 60
+    assert 0.0 <= m["fl_auc"] <= 1.0 and 0.0 <= m["vl_f1"] <= 1.0
+    assert m["anomalous_videos"] == 3
+
+
+def test_resume_continues_where_the_run_stopped(bench: Path, tmp_path: Path):
+    cfg = _cfg(bench, tmp_path, phases=[{"train": "all", "lr": 3e-3, "max_epochs": 2}])
+    train_classifier(cfg, progress=False)
+    longer = cfg.model_copy(update={"phases": [cfg.phases[0].model_copy(update={"max_epochs": 3})], "resume": True})
+    # the phase already finished, so a resumed run with a longer phase does not redo the first epochs
+    result = train_classifier(longer, progress=False)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+
+
+def test_config_errors_name_the_field(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("kind: train-classifier\ndata: x\nout: y.pt\nhard_mining: {alpha: 0}\n")
+    with pytest.raises(Exception, match="hard_mining.alpha"):
+        load_config(path)
+
+
+def test_shipped_config_validates():
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "train-classifier-synth.yaml")
+    assert cfg.variant == "2S-ha"
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").is_file(),
+                    reason="torchrun is not installed")
+def test_torchrun_two_processes(bench: Path, tmp_path: Path):
+    """DDP on gloo with 2 CPU processes: both ranks train, rank 0 writes the checkpoint."""
+    cfg = _cfg(bench, tmp_path, phases=[{"train": "all", "lr": 3e-3, "max_epochs": 1}], threads=1)
+    path = tmp_path / "c.yaml"
+    raw = json.loads(cfg.model_dump_json())
+    raw["kind"] = "train-classifier"
+    path.write_text(json.dumps(raw))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc-per-node", "2", "--no-python",
+         str(Path(sys.executable).parent / "pvad"), "train", "classifier", "--config", str(path), "--no-progress"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1  # only rank 0 reports
+    assert Path(lines[0]["checkpoint"]).is_file()
