@@ -92,7 +92,8 @@ class RegionAnonymizer(Section):
         None, description="person detector on the camera; null = YOLO-Fastest 1.1 (shared data) when present, else HOG"
     )
     fallback: Literal["frame", "pass"] = Field(
-        "frame", description="after `fallback_after` frames without a person: anonymize the whole frame, or nothing"
+        "frame", description="after `fallback_after` frames without a person (or before the first one): "
+        "anonymize the whole frame, or nothing"
     )
     fallback_after: int = Field(
         10, ge=0, le=1_000_000, description="frames without a person during which the last boxes stay anonymized"

@@ -251,10 +251,18 @@ def test_reset_starts_a_new_stream():
     anon = RegionImageAnonymizer(MaskAnonymizer(fallback_after=5), detector=Script([BOX], []))
     anon.anonymize(frame)
     anon.reset(keep_counters=True)  # e.g. the next source of an evaluation: no boxes carried over
-    assert (anon.anonymize(frame) == frame).all()
-    assert (anon.stats()["frames"], anon.stats()["frames_passed"]) == (2, 1)
+    assert (anon.anonymize(frame) == 0).all()  # nobody seen yet and fallback frame: the whole frame, never raw
+    assert (anon.stats()["frames"], anon.stats()["frames_whole"], anon.stats()["frames_passed"]) == (2, 1, 0)
     anon.reset()
     assert anon.stats()["frames"] == 0
+
+
+def test_nobody_seen_yet_passes_only_under_fallback_pass():
+    frame = noise_frame(13)
+    anon = RegionImageAnonymizer(MaskAnonymizer(fallback="pass", fallback_after=5), detector=Script([], [BOX]))
+    assert (anon.anonymize(frame) == frame).all()  # a scene without people, as configured
+    assert (inside(anon.anonymize(frame)) == 0).all()
+    assert anon.stats()["frames_passed"] == 1
 
 
 # --------------------------------------------------------------------------- config and server policy

@@ -24,8 +24,8 @@ segmentation masks (the whole box is anonymized and its area gives the scale); d
 pixelation uses INTER_AREA (block means) where LA3D uses INTER_LINEAR (which samples a few pixels).
 
 No person found: the last boxes stay anonymized for `fallback_after` frames (detector flicker);
-after that `fallback: frame` anonymizes the whole frame and `fallback: pass` sends the frame with
-nothing anonymized (a scene without people). A detector error anonymizes the whole frame and is
+after that, or when no box was ever found on this stream, `fallback: frame` anonymizes the whole
+frame and `fallback: pass` sends the frame with nothing anonymized (a scene without people). A detector error anonymizes the whole frame and is
 counted and logged; no error path sends the frame untransformed.
 """
 
@@ -350,7 +350,10 @@ class RegionImageAnonymizer:
                         return self.mode.whole(frame_bgr)
                     c.frames_passed += 1
                     return frame_bgr.copy()
-                if not len(self._last):
+                if not len(self._last):  # nobody seen yet on this stream: no boxes to hold
+                    if self.cfg.fallback == "frame":
+                        c.frames_whole += 1
+                        return self.mode.whole(frame_bgr)
                     c.frames_passed += 1
                     return frame_bgr.copy()
                 c.frames_held += 1
