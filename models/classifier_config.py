@@ -77,6 +77,11 @@ class TrainClassifierConfig(Section):
     hard_anomalies_only: bool = Field(
         False, description="-ha: soft frames are left out of training and count as normal in evaluation"
     )
+    soft_frames: Literal["exclude", "normal"] = Field(
+        "exclude",
+        description="-ha only: SOFT frames are left out of training, or trained as normal (P §4.2: 'segments "
+        "without hard anomalies were considered normal')",
+    )
     class_weights: tuple[float, float] = Field((1.0, 2.0), description="loss weight of (normal, anomalous) samples")
     batch_size: int = Field(16, ge=1, le=4096, description="K, the samples trained on per step")
     phases: list[PhaseSection] = Field(default_factory=_paper_phases, min_length=1)
@@ -89,6 +94,11 @@ class TrainClassifierConfig(Section):
         None, gt=0.0, le=1.0,
         description="BatchNorm running-stat momentum; null keeps the backbone's (torchvision's MobileNetV3 uses "
         "0.01, too slow for a few short epochs: its eval-mode outputs stay garbage)",
+    )
+    precise_bn: int | None = Field(
+        256, ge=1,
+        description="after each epoch, recompute BatchNorm statistics on this many random (not hard-mined) "
+        "training samples; null = keep the running averages of the mined batches",
     )
     autoencoder: Path | None = Field(
         None, description="pass every frame through this autoencoder first (G §5.4), as the server sees it"

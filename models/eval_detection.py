@@ -52,6 +52,7 @@ class VideoScores:
     truth: np.ndarray  # 0/1 per scored frame
     sigma: np.ndarray  # classifier confidence per scored frame
     sas: np.ndarray  # sigmoidal anomaly score per scored frame
+    fps: float = 25.0  # the video's frame rate (index / fps = seconds into the video)
 
     @property
     def anomalous(self) -> bool:
@@ -146,7 +147,7 @@ def evaluate_detection(
         truth = evaluation_targets(f.labels)
         s = SampleSet.stack([(v.name, f, truth)], (1.0, 1.0))
         sigma = predict(model, batches, s, np.arange(len(s)))
-        scores.append(VideoScores(v.name, v.category, f.index, truth, sigma, sas_series(sigma, scoring)))
+        scores.append(VideoScores(v.name, v.category, f.index, truth, sigma, sas_series(sigma, scoring), v.fps))
     report = DetectionReport(scores)
     report.metrics = {
         "fl_auc": frame_level_auc(scores),
@@ -191,7 +192,7 @@ def plot_roc(reports: dict[str, DetectionReport], path: Path) -> Path:
     return path
 
 
-def plot_timelines(report: DetectionReport, path: Path, *, fps: float, max_videos: int = 8) -> Path:
+def plot_timelines(report: DetectionReport, path: Path, *, max_videos: int = 8) -> Path:
     """P Fig. 3: confidence, SAS, the 0.5 line, annotated anomalous frames shaded; one row per video."""
     import matplotlib
 
@@ -203,7 +204,7 @@ def plot_timelines(report: DetectionReport, path: Path, *, fps: float, max_video
     chosen = (anomalous[: max(1, max_videos - max_videos // 4)] + normal)[:max_videos]
     fig, axes = plt.subplots(len(chosen), 1, figsize=(8, 1.6 * len(chosen)), sharex=False, squeeze=False)
     for ax, v in zip(axes[:, 0], chosen):
-        t = v.index / fps
+        t = v.index / v.fps
         ax.fill_between(t, 0, 1, where=v.truth > 0, color="tab:red", alpha=0.15, step="mid", label="annotated anomaly")
         ax.plot(t, v.sigma, lw=0.8, color="tab:blue", label="confidence σ")
         ax.plot(t, v.sas, lw=1.5, color="tab:orange", label="SAS")

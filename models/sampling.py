@@ -4,7 +4,7 @@ Training samples come from runs of equal class: frames of an anomalous run are t
 ``fps / anomalous_fps`` source frames, the others every ``fps / normal_fps`` (P: 3 and 10 fps;
 adjacent frames are near duplicates, so a lower rate buys variety for the same cost). In
 hard-anomalies-only mode (``-ha``) the anomalous runs are the HARD frames and SOFT frames are not
-sampled at all; otherwise SOFT and HARD frames are both anomalous. Evaluation scores videos at one
+sampled at all (or sampled as normal, ``soft="normal"``); otherwise SOFT and HARD frames are both anomalous. Evaluation scores videos at one
 uniform rate, the camera's.
 """
 
@@ -15,11 +15,18 @@ import numpy as np
 from models.vad_data import HARD, NORMAL, SOFT
 
 
-def training_targets(labels: np.ndarray, *, hard_only: bool) -> np.ndarray:
-    """Per-frame training target: 1 anomalous, 0 normal, -1 excluded (SOFT frames in -ha mode)."""
+def training_targets(labels: np.ndarray, *, hard_only: bool, soft: str = "exclude") -> np.ndarray:
+    """Per-frame training target: 1 anomalous, 0 normal, -1 excluded.
+
+    In -ha mode SOFT frames are excluded (``soft="exclude"``) or trained as normal
+    (``soft="normal"``, P §4.2: "segments without hard anomalies were considered normal"). The
+    latter gives negatives from the very scenes the anomalies happen in, so a model cannot tell
+    anomalies apart by their scene alone.
+    """
     labels = np.asarray(labels)
     if hard_only:
-        return np.where(labels == HARD, 1, np.where(labels == SOFT, -1, 0)).astype(np.int8)
+        soft_target = -1 if soft == "exclude" else 0
+        return np.where(labels == HARD, 1, np.where(labels == SOFT, soft_target, 0)).astype(np.int8)
     return (labels != NORMAL).astype(np.int8)
 
 
@@ -37,14 +44,14 @@ def _stride(fps: float, rate: float) -> int:
 
 
 def adaptive_indices(
-    labels: np.ndarray, fps: float, *, anomalous_fps: float, normal_fps: float, hard_only: bool
+    labels: np.ndarray, fps: float, *, anomalous_fps: float, normal_fps: float, hard_only: bool, soft: str = "exclude"
 ) -> np.ndarray:
     """Sorted frame indices to train on: each run of equal target sampled at its class's rate.
 
     Sampling restarts at the first frame of every run, so short anomalous runs always give at
     least one sample. Excluded frames (``-1`` targets) are never returned.
     """
-    targets = training_targets(labels, hard_only=hard_only)
+    targets = training_targets(labels, hard_only=hard_only, soft=soft)
     n = len(targets)
     if n == 0:
         return np.zeros(0, np.int64)

@@ -263,6 +263,33 @@ def predict(model: TwoStreamClassifier, batches: Batches, s: SampleSet, idx: np.
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+@torch.no_grad()
+def precise_bn(model: TwoStreamClassifier, batches: Batches, train: SampleSet, n: int, rng: np.random.Generator,
+               batch_size: int = 32) -> None:
+    """Recompute BatchNorm running statistics as plain averages over ``n`` random training samples.
+
+    Hard mining trains on the highest-loss samples only, so the running averages describe mined
+    batches, not the data the model will see; evaluation in eval mode then drifts (Wu & Johnson
+    2021, "Rethinking 'Batch' in BatchNorm", the PreciseBN remedy).
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.eval()
+    for m in bns:
+        m.train()
+    idx = rng.choice(len(train), size=min(n, len(train)), replace=False)
+    for i in range(0, len(idx), batch_size):
+        model(*batches.inputs(train, idx[i:i + batch_size]))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+
+
 def _validate(model, batches: Batches, val: SampleSet, d: Dist) -> dict[str, float]:
     idx = np.arange(d.rank, len(val), d.world)
     probs = predict(model, batches, val, idx)
@@ -341,14 +368,15 @@ def prepare_samples(cfg: TrainClassifierConfig, dataset: VadDataset, cache: Feat
     s = cfg.sampling
     tr_idx = [
         thin(adaptive_indices(v.labels, v.fps, anomalous_fps=s.anomalous_fps, normal_fps=s.normal_fps,
-                              hard_only=cfg.hard_anomalies_only), s.max_per_video)
+                              hard_only=cfg.hard_anomalies_only, soft=cfg.soft_frames), s.max_per_video)
         for v in train_videos
     ]
     va_idx = [uniform_indices(v.n_frames, v.fps, s.validation_fps) for v in val_videos]
     tr_feats = _features(cache, train_videos, tr_idx, d, "train", progress)
     va_feats = _features(cache, val_videos, va_idx, d, "validation", progress)
     train = SampleSet.stack(
-        [(v.name, f, training_targets(f.labels, hard_only=cfg.hard_anomalies_only)) for v, f in zip(train_videos, tr_feats)],
+        [(v.name, f, training_targets(f.labels, hard_only=cfg.hard_anomalies_only, soft=cfg.soft_frames))
+         for v, f in zip(train_videos, tr_feats)],
         cfg.class_weights,
     )
     val = SampleSet.stack(
@@ -424,6 +452,8 @@ def _train(cfg: TrainClassifierConfig, device: torch.device, d: Dist, progress: 
             rng = np.random.default_rng([cfg.seed, state["phase"], state["epoch"]])  # same draws after a resume
             desc = f"phase {state['phase'] + 1}/{len(cfg.phases)} ({phase.train}, lr {phase.lr:g}) epoch {state['epoch'] + 1}"
             train_loss = _epoch(model, ddp_model, optimizer, batches, train, cfg, phase, rng, d, progress, desc)
+            if cfg.precise_bn and phase.train == "all":
+                precise_bn(model, batches, train, cfg.precise_bn, rng)  # every rank draws the same samples
             row = {"phase": state["phase"] + 1, "epoch": state["epoch"] + 1, "train_loss": train_loss,
                    **_validate(model, batches, val, d), "seconds": time.perf_counter() - t0}
             state["epoch_seconds"].append(row["seconds"])
@@ -432,6 +462,9 @@ def _train(cfg: TrainClassifierConfig, device: torch.device, d: Dist, progress: 
             if _better(row[cfg.monitor], state["best"], cfg):
                 state["best"], state["bad"] = row[cfg.monitor], 0
                 state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                if _better(row[cfg.monitor], state.get("overall_best"), cfg):  # best of the whole run
+                    state["overall_best"], state["overall_state"] = row[cfg.monitor], state["best_state"]
+                    state["overall_at"] = (row["phase"], row["epoch"])
             else:
                 state["bad"] += 1
             if d.main:
@@ -446,9 +479,13 @@ def _train(cfg: TrainClassifierConfig, device: torch.device, d: Dist, progress: 
                 break
         if state["best_state"] is not None:
             model.load_state_dict(state["best_state"])
-        state.update(phase=state["phase"] + 1, epoch=0, bad=0, best=None, optimizer=None)
+        state.update(phase=state["phase"] + 1, epoch=0, bad=0, best=None, optimizer=None, last_phase_best=state["best"])
         if d.main:
             _atomic_save({"variant": cfg.variant, "model": model.state_dict(), "state": state}, last)
+    if state.get("overall_state") is not None and _better(state["overall_best"], state.get("last_phase_best"), cfg):
+        # a later phase never beat an earlier one: keep the run's best weights
+        log.info("keeping the weights of phase %d epoch %d (best %s of the run)", *state["overall_at"], cfg.monitor)
+        model.load_state_dict(state["overall_state"])
     for p in model.parameters():
         p.requires_grad_(True)
     if not d.main:
@@ -494,8 +531,10 @@ def _finish(cfg, model, final, state, counts, val_videos, dataset) -> TrainResul
             "hard_mining": cfg.hard_mining.model_dump(),
             "class_weights": list(cfg.class_weights),
             "hard_anomalies_only": cfg.hard_anomalies_only,
+            "soft_frames": cfg.soft_frames,
             "patience": cfg.patience,
             "monitor": cfg.monitor,
+            "precise_bn": cfg.precise_bn,
             "sampling": cfg.sampling.model_dump(),
             "pretrained": cfg.model.pretrained,
             "seed": cfg.seed,

@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from pvad.errors import PvadError
+from pvad.errors import ConfigError, PvadError
 from pvad.logs import setup_logging
 
 log = logging.getLogger("pvad")
@@ -257,6 +257,9 @@ def _cmd_eval_detection(args: argparse.Namespace) -> int:
     from pvad.config import SHIPPED_CLASSIFIER, ScoringConfig
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else SHIPPED_CLASSIFIER
+    if not checkpoint.is_file():
+        raise ConfigError(f"no classifier checkpoint at {checkpoint}: pass --checkpoint FILE, or write that file with "
+                          "`pvad train classifier --config configs/train-classifier-synth.yaml`")
     scoring = ScoringConfig(tau=args.tau, nu=args.nu, ub=args.ub, lb=args.lb)
     report = evaluate_detection(Path(args.data), checkpoint, split=args.split, annotations=args.annotations,
                                 scoring=scoring, eval_fps=args.fps, cache_dir=Path(args.cache_dir),
@@ -264,7 +267,7 @@ def _cmd_eval_detection(args: argparse.Namespace) -> int:
                                 progress=not args.no_progress)
     out = Path(args.out)
     plots = {"roc": str(plot_roc({report.metrics.get("variant") or checkpoint.stem: report}, out / "roc.png")),
-             "timelines": str(plot_timelines(report, out / "timelines.png", fps=args.fps))}
+             "timelines": str(plot_timelines(report, out / "timelines.png"))}
     if args.gradcam:
         plots["gradcam"] = str(plot_gradcam(Path(args.data), checkpoint, report, out / "gradcam.png",
                                             frames=args.gradcam, annotations=args.annotations,

@@ -24,6 +24,8 @@ FRAME_WIDTH = 320
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
 SHIPPED_DP_AUTOENCODER = SHIPPED_WEIGHTS / "autoencoder-dp-adagrad.pt"
 SHIPPED_AUTOENCODER = SHIPPED_WEIGHTS / "autoencoder-adam.pt"
+# Written by `pvad train classifier --config configs/train-classifier-synth.yaml`; not shipped yet
+# (see the README: the CPU model does not reach the detection targets on held-out scenes).
 SHIPPED_CLASSIFIER = SHIPPED_WEIGHTS / "classifier-synth.pt"
 # The DP pair's encoder exported by `pvad export --format onnx` (for cameras without PyTorch).
 SHIPPED_DP_ENCODER_ONNX = SHIPPED_WEIGHTS / "autoencoder-dp-adagrad.encoder.onnx"
@@ -454,13 +456,9 @@ class DemoConfig(Section):
     )
     analysis: AnalysisConfig = Field(
         default_factory=lambda: AnalysisConfig(
-            classifier=ClassifierConfig(
-                checkpoint=SHIPPED_CLASSIFIER, backbone="mobilenet_v3_small", streams=2, bag=False, hidden=1024
-            ),
-            detector=NoDetector(),
-            batching=BatchingConfig(max_batch=1, max_wait_ms=0.0),
+            classifier=ClassifierConfig(backbone="resnet18"), batching=BatchingConfig(max_batch=1, max_wait_ms=0.0)
         ),
-        description="the shipped CPU-sized classifier (MobileNetV3-Small two-stream, trained on synthetic scenes)",
+        description="CPU profile by default: ResNet-18 streams",
     )
     scoring: ScoringConfig = ScoringConfig()
 

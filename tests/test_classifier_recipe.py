@@ -44,6 +44,13 @@ def test_hard_only_mode_drops_soft_frames_and_default_mode_keeps_them_anomalous(
     assert list(evaluation_targets(labels)) == [0] * 20 + [1] * 10  # soft counts as normal in testing
 
 
+def test_soft_frames_can_be_trained_as_normal_in_hard_only_mode():
+    labels = np.array([NORMAL] * 3 + [SOFT] * 3 + [HARD] * 3, np.uint8)
+    assert list(training_targets(labels, hard_only=True, soft="normal")) == [0] * 6 + [1] * 3
+    idx = adaptive_indices(labels, 10.0, anomalous_fps=10.0, normal_fps=10.0, hard_only=True, soft="normal")
+    assert list(idx) == list(range(9))  # soft frames are sampled, at the normal rate
+
+
 def test_uniform_and_thin():
     assert list(uniform_indices(10, 30.0, 10.0)) == [0, 3, 6, 9]
     assert list(thin(np.arange(100), 5)) == [0, 25, 50, 74, 99]
