@@ -113,22 +113,28 @@ def build_model(card: ModelCard) -> nn.Module:
 def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, card: ModelCard) -> Path:
     """Write model weights and card to ``path`` (atomically: temp file, then rename). Returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "card": card.model_dump(mode="json"),
         "state_dict": model.state_dict(),
     }
+    atomic_torch_save(payload, path)
+    logger.info("saved %s checkpoint to %s", card.architecture, path)
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    logger.info("saved %s checkpoint to %s", card.architecture, path)
-    return path
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], ModelCard]:

@@ -49,8 +49,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +62,7 @@ from pydantic import Field, field_validator
 from torch import nn
 from tqdm import tqdm
 
-from models.checkpoint import ModelCard, save_checkpoint
+from models.checkpoint import ModelCard, atomic_torch_save, save_checkpoint
 from models.data import collect_sources, describe, read_frames, split_sources
 from models.learned_anonymizer import UNetLite, anonymizer_card, count_parameters
 from pvad.config import Section
@@ -474,18 +472,6 @@ def last_checkpoint_path(out: Path) -> Path:
     return out.with_name(out.stem + ".last.pt")
 
 
-def _atomic_save(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_state(cfg: TrainAnonymizerConfig) -> dict[str, Any] | None:
     path = last_checkpoint_path(cfg.out)
     if not cfg.resume or not path.exists():
@@ -558,7 +544,7 @@ def _train(cfg: TrainAnonymizerConfig, device: torch.device, *, progress: bool) 
         identity_done = int(state["identity_done"])
 
     def save_state() -> None:
-        _atomic_save({"format": STATE_FORMAT, "config": cfg.model_dump(mode="json"), "epoch": epoch, "steps": steps,
+        atomic_torch_save({"format": STATE_FORMAT, "config": cfg.model_dump(mode="json"), "epoch": epoch, "steps": steps,
                       "identity_done": identity_done, "history": history, "anonymizer": anonymizer.state_dict(),
                       "adversary": adversary.state_dict(), "opt_a": opt_a.state_dict(), "opt_d": opt_d.state_dict(),
                       "rng": torch.get_rng_state(), "gen": gen.get_state()}, last_checkpoint_path(cfg.out))

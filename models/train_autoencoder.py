@@ -18,12 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -47,7 +45,7 @@ from models.autoencoder import (
     encoder_id,
     untrained_autoencoder,
 )
-from models.checkpoint import ModelCard, save_checkpoint
+from models.checkpoint import ModelCard, atomic_torch_save, save_checkpoint
 from models.data import (
     FrameDataset,
     LoadedFrames,
@@ -261,18 +259,6 @@ def _resolve_delta(cfg: TrainAutoencoderConfig, n_train: int) -> float | None:
     return cfg.delta
 
 
-def _atomic_save(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_state(cfg: TrainAutoencoderConfig) -> dict[str, Any] | None:
     path = last_checkpoint_path(cfg.out)
     if not cfg.resume or not path.exists():
@@ -366,7 +352,7 @@ def _train(cfg: TrainAutoencoderConfig, device: torch.device, *, progress: bool)
         _update_early(run.early, row, cfg)
         if run.early["best_epoch"] == run.epoch:
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        _atomic_save(_resumable_state(run, model, optimizer, best_state), last_checkpoint_path(cfg.out))
+        atomic_torch_save(_resumable_state(run, model, optimizer, best_state), last_checkpoint_path(cfg.out))
     model.load_state_dict(best_state)
     return _finish(run, model)
 

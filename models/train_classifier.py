@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import atomic_torch_save, save_checkpoint
 from models.classifier_config import PhaseSection, TrainClassifierConfig
 from models.sampling import (
     adaptive_indices,
@@ -345,18 +344,6 @@ def _better(value: float, best: float | None, cfg: TrainClassifierConfig) -> boo
     return value < best - cfg.min_delta if cfg.monitor == "val_loss" else value > best + cfg.min_delta
 
 
-def _atomic_save(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def prepare_samples(cfg: TrainClassifierConfig, dataset: VadDataset, cache: FeatureCache, d: Dist, progress: bool):
     """(train SampleSet, validation SampleSet, validation videos, counts)."""
     train_videos = dataset.split("train")
@@ -473,7 +460,7 @@ def _train(cfg: TrainClassifierConfig, device: torch.device, d: Dist, progress: 
             stop = state["bad"] >= cfg.patience
             state["optimizer"] = None if stop else optimizer.state_dict()
             if d.main:
-                _atomic_save({"variant": cfg.variant, "model": model.state_dict(), "state": state}, last)
+                atomic_torch_save({"variant": cfg.variant, "model": model.state_dict(), "state": state}, last)
             if stop:
                 log.info("phase %d: no better %s in %d epochs; keeping the best", state["phase"] + 1, cfg.monitor, cfg.patience)
                 break
@@ -481,7 +468,7 @@ def _train(cfg: TrainClassifierConfig, device: torch.device, d: Dist, progress: 
             model.load_state_dict(state["best_state"])
         state.update(phase=state["phase"] + 1, epoch=0, bad=0, best=None, optimizer=None, last_phase_best=state["best"])
         if d.main:
-            _atomic_save({"variant": cfg.variant, "model": model.state_dict(), "state": state}, last)
+            atomic_torch_save({"variant": cfg.variant, "model": model.state_dict(), "state": state}, last)
     if state.get("overall_state") is not None and _better(state["overall_best"], state.get("last_phase_best"), cfg):
         # a later phase never beat an earlier one: keep the run's best weights
         log.info("keeping the weights of phase %d epoch %d (best %s of the run)", *state["overall_at"], cfg.monitor)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -135,14 +136,14 @@ def _frame_box(frame: np.ndarray) -> Boxes:
     return np.array([[0, 0, frame.shape[1], frame.shape[0]]], np.int64)
 
 
-class Mode:
+class Mode(ABC):
     """One transform: `on_boxes` (person regions) and `whole` (the frame, e.g. the fallback)."""
 
-    def on_boxes(self, frame: np.ndarray, boxes: Boxes) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def on_boxes(self, frame: np.ndarray, boxes: Boxes) -> np.ndarray: ...
 
-    def whole(self, frame: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def whole(self, frame: np.ndarray) -> np.ndarray: ...
 
 
 class FixedMode(Mode):
