@@ -1,7 +1,7 @@
 """`pvad bench edge`: what each camera-side stage costs, per anonymizer.
 
 For real frames of a video: capture (decode + sample) and resize ms/frame, then for every
-registered anonymizer its ms/frame (transform, and the encoder for dp-encoder), the codec's
+registered anonymizer (region modes on person boxes, with their detector) its ms/frame (transform, and the encoder for dp-encoder), the codec's
 ms/frame (JPEG or latent packing) and the bytes of the frame message. Medians over the frames.
 """
 
@@ -16,22 +16,17 @@ import cv2
 from camera_client.anonymize import create_anonymizer
 from camera_client.client import make_frame
 from pvad.codec import encode_latent
-from pvad.config import (
-    FRAME_HEIGHT,
-    FRAME_WIDTH,
-    BlurAnonymizer,
-    DpEncoderAnonymizer,
-    NoAnonymizer,
-    PixelateAnonymizer,
-)
+from pvad.config import FRAME_HEIGHT, FRAME_WIDTH, DpEncoderAnonymizer
 
-CONFIGS = {
-    "dp-encoder": DpEncoderAnonymizer(),
-    "dp-encoder-u8-zstd": DpEncoderAnonymizer(dtype="uint8", compression="zstd"),
-    "blur": BlurAnonymizer(),
-    "pixelate": PixelateAnonymizer(),
-    "none": NoAnonymizer(),
-}
+
+def bench_configs() -> dict:
+    """Every registered anonymizer with its defaults (and LA3D's fixed person-box baselines), plus
+    the DP encoder with uint8 + zstd latents; the same set `pvad eval anonymizers` measures."""
+    from models.eval_anonymizers import default_mode_configs
+
+    configs = {k: v for k, v in default_mode_configs().items() if not isinstance(v, str)}
+    configs["dp-encoder-u8-zstd"] = DpEncoderAnonymizer(dtype="uint8", compression="zstd")
+    return configs
 
 
 def _median_ms(times: list[float]) -> float:
@@ -55,7 +50,7 @@ def bench_edge(source: Path, *, frames: int = 50) -> dict:
     cap.release()
     result: dict = {"source": str(source), "frames": len(raw), "capture_ms": _median_ms(read),
                     "resize_ms": _median_ms(resize), "anonymizers": {}}
-    for name, cfg in CONFIGS.items():
+    for name, cfg in bench_configs().items():
         anon = create_anonymizer(cfg)
         anon(raw[0])  # warm-up
         total, sizes = [], []
