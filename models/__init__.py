@@ -4,15 +4,6 @@ anomaly classifier (P §3.2), and checkpoints whose model card carries their pre
 Importing this package registers every built-in architecture and backbone.
 """
 
-from models.checkpoint import (
-    ModelCard,
-    build_model,
-    list_architectures,
-    load_checkpoint,
-    load_model,
-    register_architecture,
-    save_checkpoint,
-)
 from models.autoencoder import (
     Autoencoder,
     Decoder,
@@ -22,7 +13,23 @@ from models.autoencoder import (
     load_autoencoder,
     untrained_autoencoder,
 )
-from models.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, create_backbone, list_backbones, register_backbone
+from models.backbones import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Backbone,
+    create_backbone,
+    list_backbones,
+    register_backbone,
+)
+from models.checkpoint import (
+    ModelCard,
+    build_model,
+    list_architectures,
+    load_checkpoint,
+    load_model,
+    register_architecture,
+    save_checkpoint,
+)
 from models.two_stream import TwoStreamClassifier, load_classifier, two_stream_card
 
 __all__ = [

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from torch import nn
 
 from pvad import __version__ as _PVAD_VERSION
-from pvad.errors import ModelLoadError
+from pvad.errors import ConfigError, ModelLoadError
 from pvad.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,35 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, card: ModelC
     atomic_torch_save(payload, path)
     logger.info("saved %s checkpoint to %s", card.architecture, path)
     return path
+
+
+def last_checkpoint_path(out: str | os.PathLike[str]) -> Path:
+    """Where a training run keeps its resumable state: ``<stem>.last.pt`` beside ``out``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".last.pt")
+
+
+def load_resume_state(path: Path, *, resume: bool, fmt: str, config: dict[str, Any],
+                      keys: tuple[str, ...], what: str) -> dict[str, Any] | None:
+    """The resumable state at ``path`` when ``resume`` and it exists, else None (said in the log).
+
+    Raises ConfigError when the file is not a ``fmt`` state of ``what`` or when any of ``keys``
+    of the saved run's config differs from ``config`` (a resumed run must be the same run).
+    """
+    if not resume or not path.exists():
+        if path.exists() or resume:
+            logger.warning("%s: %s", path, "overwritten by a fresh run (resume: false)" if path.exists()
+                           else "not found, starting a fresh run")
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise ConfigError(f"resume: {path} is not a pvad {what} ({fmt})")
+    changed = [k for k in keys if state["config"].get(k) != config[k]]
+    if changed:
+        raise ConfigError(f"resume: {', '.join(changed)} differ from the run saved in {path}; set resume: false "
+                          "or restore them")
+    logger.info("resuming from %s after epoch %d", path, state["epoch"])
+    return state
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:

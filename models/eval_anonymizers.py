@@ -49,6 +49,7 @@ from models.eval_privacy import (
     reidentification,
 )
 from models.faces import FaceEmbedder, available_face_detectors, box_iou
+from models.plots import save_figure
 from pvad.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -493,7 +494,7 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> Path:
             ax.text(0.5, 0.5, "no person in the pseudo ground truth:\nno utility to plot", ha="center",
                     transform=ax.transAxes)
     fig.suptitle("camera anonymizers: utility vs privacy (o fixed, ^ LA3D adaptive, s latent)")
-    return _save(fig, path, plt)
+    return save_figure(fig, path, plt)
 
 
 def plot_examples(frames: Frames, sources: Sequence[str], views_by_mode: dict[str, np.ndarray], path: Path,
@@ -518,17 +519,7 @@ def plot_examples(frames: Frames, sources: Sequence[str], views_by_mode: dict[st
             axes[r][c].set_title(k, fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
-    return _save(fig, path, plt)
-
-
-def _save(fig, path: Path, plt) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    logger.info("wrote %s", path)
-    return path
+    return save_figure(fig, path, plt)
 
 
 def format_table(result: dict[str, Any]) -> str:

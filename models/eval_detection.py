@@ -33,6 +33,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from tqdm import tqdm
 
 from analysis_server.scoring import SigmoidalAnomalyScore
+from models.plots import save_figure
 from models.sampling import evaluation_targets, uniform_indices
 from models.train_classifier import Batches, SampleSet, predict
 from models.two_stream import TwoStreamClassifier, load_classifier
@@ -185,11 +186,7 @@ def plot_roc(reports: dict[str, DetectionReport], path: Path) -> Path:
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="frame-level ROC")
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, plt, dpi=120)
 
 
 def plot_timelines(report: DetectionReport, path: Path, *, max_videos: int = 8) -> Path:
@@ -213,11 +210,7 @@ def plot_timelines(report: DetectionReport, path: Path, *, max_videos: int = 8) 
         ax.set_ylabel(v.name, fontsize=7, rotation=0, ha="right", va="center")
     axes[0, 0].legend(loc="upper left", fontsize=7, ncol=3)
     axes[-1, 0].set_xlabel("time in video (s)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, plt, dpi=110)
 
 
 # --------------------------------------------------------------------------- Grad-CAM
@@ -291,8 +284,4 @@ def plot_gradcam(data: Path, checkpoint: Path, report: DetectionReport, path: Pa
             row[2].set_title("Grad-CAM flow stream", fontsize=7)
         for ax in row:
             ax.axis("off")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, plt, dpi=110)

@@ -35,6 +35,7 @@ from models.faces import (
     box_iou,
     merge_boxes,
 )
+from models.plots import save_figure
 from pvad.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -408,7 +409,7 @@ def plot_reconstruction_grid(originals: Frames, recon_by_label: Mapping[str, Fra
             axes[r][c].set_title(f"{label}\nSSIM {q['ssim']:.2f}  PSNR {q['psnr']:.1f} dB", fontsize=9)
     for ax in axes.flat:
         ax.axis("off")
-    return _save(fig, path, plt)
+    return save_figure(fig, path, plt)
 
 
 def plot_face_overlays(images: Sequence[np.ndarray], boxes: Sequence[np.ndarray], path: Path, *,
@@ -428,14 +429,4 @@ def plot_face_overlays(images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]
         for x0, y0, x1, y1 in np.asarray(boxes[k]).reshape(-1, 4):
             ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="lime", linewidth=1.5))
         ax.set_title(titles[k] if titles else f"{len(boxes[k])} faces", fontsize=9)
-    return _save(fig, path, plt)
-
-
-def _save(fig: Any, path: Path, plt: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    logger.info("wrote %s", path)
-    return path
+    return save_figure(fig, path, plt)

@@ -62,7 +62,13 @@ from pydantic import Field, field_validator
 from torch import nn
 from tqdm import tqdm
 
-from models.checkpoint import ModelCard, atomic_torch_save, save_checkpoint
+from models.checkpoint import (
+    ModelCard,
+    atomic_torch_save,
+    last_checkpoint_path,
+    load_resume_state,
+    save_checkpoint,
+)
 from models.data import collect_sources, describe, read_frames, split_sources
 from models.learned_anonymizer import UNetLite, anonymizer_card, count_parameters
 from pvad.config import Section
@@ -468,29 +474,6 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def last_checkpoint_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".last.pt")
-
-
-def _load_state(cfg: TrainAnonymizerConfig) -> dict[str, Any] | None:
-    path = last_checkpoint_path(cfg.out)
-    if not cfg.resume or not path.exists():
-        if path.exists() or cfg.resume:
-            logger.warning("%s: %s", path, "overwritten by a fresh run (resume: false)" if path.exists()
-                           else "not found, starting a fresh run")
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ConfigError(f"resume: {path} is not a pvad anonymizer training state ({STATE_FORMAT})")
-    now = cfg.model_dump(mode="json")
-    changed = [k for k in _RESUME_KEYS if state["config"].get(k) != now[k]]
-    if changed:
-        raise ConfigError(f"resume: {', '.join(changed)} differ from the run saved in {path}; set resume: false "
-                          "or restore them")
-    logger.info("resuming from %s after epoch %d", path, state["epoch"])
-    return state
-
-
 def _pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda requested but torch sees no CUDA device")
@@ -516,7 +499,8 @@ def _train(cfg: TrainAnonymizerConfig, device: torch.device, *, progress: bool) 
     splits = split_sources(collect_sources(cfg.data), seed=cfg.seed, split_by=cfg.split_by)
     loaded = [read_frames(s, every_n=cfg.every_n, max_frames_per_source=cfg.max_frames_per_source) for s in splits]
     train_frames, val_frames, test_frames = (x.frames for x in loaded)
-    state = _load_state(cfg)
+    state = load_resume_state(last_checkpoint_path(cfg.out), resume=cfg.resume, fmt=STATE_FORMAT,
+                              config=cfg.model_dump(mode="json"), keys=_RESUME_KEYS, what="anonymizer training state")
     torch.manual_seed(cfg.seed)
     anonymizer = UNetLite(width=cfg.width, blocks=cfg.blocks).to(device)
     adversary = build_adversary(cfg.adversary_width, cfg.adversary_blocks).to(device)

@@ -45,7 +45,13 @@ from models.autoencoder import (
     encoder_id,
     untrained_autoencoder,
 )
-from models.checkpoint import ModelCard, atomic_torch_save, save_checkpoint
+from models.checkpoint import (
+    ModelCard,
+    atomic_torch_save,
+    last_checkpoint_path,
+    load_resume_state,
+    save_checkpoint,
+)
 from models.data import (
     FrameDataset,
     LoadedFrames,
@@ -188,11 +194,6 @@ class _Run:
     steps: int = 0
 
 
-def last_checkpoint_path(out: Path) -> Path:
-    """``runs/ae.pt`` → ``runs/ae.last.pt``: the resumable state beside the final checkpoint."""
-    return out.with_name(out.stem + ".last.pt")
-
-
 def _loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Pixel-wise MSE (mean over frames and pixels)."""
     return F.mse_loss(recon, x, reduction="sum") / max(x.numel(), 1)
@@ -259,25 +260,6 @@ def _resolve_delta(cfg: TrainAutoencoderConfig, n_train: int) -> float | None:
     return cfg.delta
 
 
-def _load_state(cfg: TrainAutoencoderConfig) -> dict[str, Any] | None:
-    path = last_checkpoint_path(cfg.out)
-    if not cfg.resume or not path.exists():
-        if path.exists() or cfg.resume:
-            logger.warning("%s: %s", path, "overwritten by a fresh run (resume: false)" if path.exists()
-                           else "not found, starting a fresh run")
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ConfigError(f"resume: {path} is not a pvad training state ({STATE_FORMAT})")
-    now = cfg.model_dump(mode="json")
-    changed = [k for k in _RESUME_KEYS if state["config"].get(k) != now[k]]
-    if changed:
-        raise ConfigError(f"resume: {', '.join(changed)} differ from the run saved in {path}; set resume: false "
-                          "or restore them")
-    logger.info("resuming from %s after epoch %d", path, state["epoch"])
-    return state
-
-
 def train_autoencoder(cfg: TrainAutoencoderConfig, *, progress: bool = True) -> TrainResult:
     """Train, early-stop, evaluate on the test split and save ``cfg.out`` with its card."""
     threads_before = torch.get_num_threads()
@@ -299,7 +281,8 @@ def _train(cfg: TrainAutoencoderConfig, device: torch.device, *, progress: bool)
     loaded = [read_frames(s, every_n=cfg.every_n, max_frames_per_source=cfg.max_frames_per_source) for s in splits]
     run = _Run(cfg=cfg, device=device, splits=splits, loaded=loaded,
                delta=_resolve_delta(cfg, len(loaded[0].frames)))
-    state = _load_state(cfg)
+    state = load_resume_state(last_checkpoint_path(cfg.out), resume=cfg.resume, fmt=STATE_FORMAT,
+                              config=cfg.model_dump(mode="json"), keys=_RESUME_KEYS, what="training state")
     torch.manual_seed(cfg.seed)
     model: nn.Module = untrained_autoencoder(cfg.seed).to(run.device)
     train_ds, val_ds = FrameDataset(loaded[0].frames), FrameDataset(loaded[1].frames)

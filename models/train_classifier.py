@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
-from models.checkpoint import atomic_torch_save, save_checkpoint
+from models.checkpoint import atomic_torch_save, last_checkpoint_path, save_checkpoint
 from models.classifier_config import PhaseSection, TrainClassifierConfig
 from models.sampling import (
     adaptive_indices,
@@ -212,10 +212,6 @@ class TrainResult:
     metrics: dict[str, float]
     epoch_seconds: float
     samples: dict[str, int]
-
-
-def last_checkpoint_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".last.pt")
 
 
 def _pick_device(name: str) -> torch.device:
