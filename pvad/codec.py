@@ -5,8 +5,10 @@ Layout on the wire: C x H x W (channels first), row-major, little-endian.
   float16's normal range.
 - uint8: affine quantisation over the tensor's own min..max, q = round(x / scale) + zero_point,
   value = (q - zero_point) * scale; absolute error <= scale / 2 = (max - min) / 510.
-Either form may be zstd-compressed (lossless); the receiver refuses a zstd frame that would
-decompress to anything but the exact byte count of the declared shape and dtype.
+Either form may be zstd-compressed (lossless); a uint8 latent may instead be row-delta coded
+before zstd (`zstd-delta`: each row minus the row above, mod 256; about 20 % smaller than plain zstd
+on the shipped encoder's latents, see `pvad bench encoder`). The receiver refuses a zstd frame that
+would decompress to anything but the exact byte count of the declared shape and dtype.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ DTYPES = {
     "uint8": pvad_pb2.DTYPE_UINT8,
 }
 _NUMPY = {pvad_pb2.DTYPE_FLOAT16: np.dtype("<f2"), pvad_pb2.DTYPE_UINT8: np.dtype("u1")}
-COMPRESSIONS = ("none", "zstd")
+COMPRESSIONS = {
+    "none": pvad_pb2.COMPRESSION_NONE,
+    "zstd": pvad_pb2.COMPRESSION_ZSTD,
+    "zstd-delta": pvad_pb2.COMPRESSION_ZSTD_ROW_DELTA,
+}
 ZSTD_LEVEL = 3
 
 
@@ -38,12 +44,19 @@ def _zstd():
 
 def encode_latent(latent: np.ndarray, *, encoder_id: str, dtype: str, compression: str = "none") -> pvad_pb2.Latent:
     """Pack one latent (C, H, W float array) into a `Latent` message."""
-    msg = _pack(latent, encoder_id=encoder_id, dtype=dtype)
-    if compression == "zstd":
-        msg.data = _zstd().ZstdCompressor(level=ZSTD_LEVEL).compress(msg.data)
-        msg.compression = pvad_pb2.COMPRESSION_ZSTD
-    elif compression != "none":
+    if compression not in COMPRESSIONS:
         raise ValueError(f"unknown compression {compression!r}; known: {', '.join(COMPRESSIONS)}")
+    if compression == "zstd-delta" and dtype != "uint8":
+        raise ValueError("compression zstd-delta needs dtype uint8 (row differences of float16 bytes do not compress)")
+    msg = _pack(latent, encoder_id=encoder_id, dtype=dtype)
+    if compression == "none":
+        return msg
+    data = msg.data
+    if compression == "zstd-delta":
+        q = np.frombuffer(data, dtype=np.uint8).reshape(latent.shape)
+        data = np.diff(q, axis=1, prepend=np.zeros_like(q[:, :1])).tobytes()  # uint8 arithmetic wraps mod 256
+    msg.data = _zstd().ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+    msg.compression = COMPRESSIONS[compression]
     return msg
 
 
@@ -77,7 +90,9 @@ def decode_latent(msg: pvad_pb2.Latent, *, expected_shape: tuple[int, ...]) -> n
     np_dtype = _NUMPY[msg.dtype]
     expected_bytes = math.prod(shape) * np_dtype.itemsize
     data = msg.data
-    if msg.compression == pvad_pb2.COMPRESSION_ZSTD:
+    if msg.compression == pvad_pb2.COMPRESSION_ZSTD_ROW_DELTA and msg.dtype != pvad_pb2.DTYPE_UINT8:
+        raise InvalidFrame("latent compression COMPRESSION_ZSTD_ROW_DELTA is only defined for DTYPE_UINT8")
+    if msg.compression in (pvad_pb2.COMPRESSION_ZSTD, pvad_pb2.COMPRESSION_ZSTD_ROW_DELTA):
         zstd = _zstd()
         try:  # bounded: read at most one byte past the declared tensor, whatever the frame claims
             with zstd.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
@@ -87,12 +102,14 @@ def decode_latent(msg: pvad_pb2.Latent, *, expected_shape: tuple[int, ...]) -> n
         if len(data) > expected_bytes:
             raise InvalidFrame(f"latent zstd data expands past the {expected_bytes} bytes its shape allows")
     elif msg.compression != pvad_pb2.COMPRESSION_NONE:
-        raise InvalidFrame(f"latent compression {msg.compression} is not one of none, zstd")
+        raise InvalidFrame(f"latent compression {msg.compression} is not one of {', '.join(COMPRESSIONS)}")
     if len(data) != expected_bytes:
         raise InvalidFrame(
             f"latent data has {len(data)} bytes; shape {list(shape)} as {np_dtype.name} needs {expected_bytes}"
         )
     raw = np.frombuffer(data, dtype=np_dtype).reshape(shape)
+    if msg.compression == pvad_pb2.COMPRESSION_ZSTD_ROW_DELTA:
+        raw = np.cumsum(raw, axis=1, dtype=np.uint8)  # undo the row differences, mod 256
     if msg.dtype == pvad_pb2.DTYPE_FLOAT16:
         out = raw.astype(np.float32)
     else:

@@ -74,8 +74,22 @@ class DpEncoderAnonymizer(Section):
     )
     seed: int = Field(0, description="seed of the untrained weights when no checkpoint is given")
     dtype: Literal["float16", "uint8"] = Field("float16", description="latent dtype on the wire")
-    compression: Literal["none", "zstd"] = Field("none", description="lossless coding of the latent bytes")
+    compression: Literal["none", "zstd", "zstd-delta"] = Field(
+        "none", description="lossless coding of the latent bytes; zstd-delta (row differences, then zstd) needs dtype uint8"
+    )
+
+    @model_validator(mode="after")
+    def _delta_needs_uint8(self) -> "DpEncoderAnonymizer":
+        if self.compression == "zstd-delta" and self.dtype != "uint8":
+            raise ValueError("compression zstd-delta needs dtype: uint8 (row differences of float16 bytes do not compress)")
+        if self.runtime == "onnxruntime" and self.precision != "fp32":
+            raise ValueError("precision applies to runtime torch; for onnxruntime export an fp16 model (pvad export --fp16)")
+        return self
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="torch runtime: autocast dtype of the encoder (bf16: CPUs with AMX/AVX512-BF16; fp16: CUDA); "
+        "`pvad bench encoder` measures its speed and its latent error against fp32",
+    )
     latent_noise: LatentNoiseConfig | None = Field(None, description="null = no inference-time noise")
     runtime: Literal["torch", "onnxruntime"] = Field(
         "torch", description="onnxruntime: run `exported` (TensorRT/CUDA provider when present, else CPU)"

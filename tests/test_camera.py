@@ -114,7 +114,30 @@ def test_bench_edge_reports_every_stage_and_anonymizer():
 
     r = bench_edge(BIKES, frames=4)
     assert r["frames"] == 4 and r["capture_ms"] > 0 and r["resize_ms"] > 0
-    assert set(list_anonymizers()) | {"dp-encoder-u8-zstd", "blur:person", "pixelate:person"} == set(r["anonymizers"])
+    extra = {"dp-encoder-u8-zstd", "dp-encoder-u8-zstd-delta", "blur:person", "pixelate:person"}
+    assert set(list_anonymizers()) | extra == set(r["anonymizers"])
     dp, u8z = r["anonymizers"]["dp-encoder"], r["anonymizers"]["dp-encoder-u8-zstd"]
     assert dp["bytes_per_frame"] > 16 * 30 * 40 * 2 and u8z["bytes_per_frame"] < 16 * 30 * 40
+    assert r["anonymizers"]["dp-encoder-u8-zstd-delta"]["bytes_per_frame"] < u8z["bytes_per_frame"]
     assert dp["encoder_ms"] > 0 and dp["codec_ms"] >= 0
+
+
+def test_dp_encoder_bf16_stays_within_a_uint8_step_of_fp32():
+    frame = np.random.default_rng(3).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    fp32 = create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=0))
+    bf16 = create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=0, precision="bf16"))
+    assert fp32.encoder_id == bf16.encoder_id  # same weights: the server decodes both
+    z32, z16 = fp32.encode(frame), bf16.encode(frame)
+    assert z16.dtype == np.float32 and z16.shape == z32.shape
+    step = (z32.max() - min(z32.min(), 0)) / 255.0
+    assert 0 < np.abs(z16 - z32).max() < step  # bf16 really ran, and its error is below the wire's step
+
+
+@needs_bikes
+def test_bench_encoder_reports_bf16_and_wire_sizes():
+    from pvad.bench.encoder import bench_encoder
+
+    r = bench_encoder(samples.bundled_video(), checkpoint=None, frames=3)
+    assert r["encoder_ms_2_threads_bf16"] > 0 and r["encoder_ms_2_threads"] > 0
+    assert r["latent_bytes_uint8_zstd_delta"] < r["latent_bytes_uint8_zstd"] < r["latent_bytes_uint8"]
+    assert r["uint8_zstd_delta_over_jpeg"] == pytest.approx(r["latent_bytes_uint8_zstd_delta"] / r["jpeg_q90_bytes"], rel=0.01)

@@ -74,6 +74,32 @@ def test_zstd_round_trip_is_lossless(latent, dtype):
     assert np.array_equal(decode_latent(packed, expected_shape=SHAPE), decode_latent(plain, expected_shape=SHAPE))
 
 
+def test_row_delta_is_lossless_and_smaller_on_smooth_latents():
+    """A spatially smooth latent (like an encoder's) round-trips exactly and codes smaller."""
+    yy, xx = np.mgrid[0:30, 0:40]
+    smooth = np.stack([np.sin(yy / (4 + c)) * np.cos(xx / (5 + c)) for c in range(16)]).astype(np.float32)
+    plain = encode_latent(smooth, encoder_id="abc", dtype="uint8", compression="zstd")
+    delta = encode_latent(smooth, encoder_id="abc", dtype="uint8", compression="zstd-delta")
+    assert delta.compression == pvad_pb2.COMPRESSION_ZSTD_ROW_DELTA
+    assert np.array_equal(decode_latent(delta, expected_shape=SHAPE), decode_latent(plain, expected_shape=SHAPE))
+    assert delta.ByteSize() < plain.ByteSize()
+
+
+def test_row_delta_needs_uint8(latent):
+    with pytest.raises(ValueError, match="uint8"):
+        encode_latent(latent, encoder_id="abc", dtype="float16", compression="zstd-delta")
+    forged = encode_latent(latent, encoder_id="abc", dtype="float16", compression="zstd")
+    forged.compression = pvad_pb2.COMPRESSION_ZSTD_ROW_DELTA
+    with pytest.raises(InvalidFrame, match="only defined for DTYPE_UINT8"):
+        decode_latent(forged, expected_shape=SHAPE)
+    from pydantic import ValidationError
+
+    from pvad.config import DpEncoderAnonymizer
+
+    with pytest.raises(ValidationError, match="zstd-delta needs dtype"):
+        DpEncoderAnonymizer(dtype="float16", compression="zstd-delta")
+
+
 def test_zstd_bomb_and_garbage_are_refused(latent):
     import zstandard
 

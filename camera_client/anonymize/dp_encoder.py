@@ -60,6 +60,9 @@ class DpEncoder:
         if cfg.device == "cuda" and not want_cuda:
             log.warning("anonymizer.device: cuda requested but unavailable; encoding on CPU")
         self.device = torch.device("cuda" if want_cuda else "cpu")
+        if cfg.precision == "fp16" and self.device.type != "cuda":
+            raise ModelLoadError("anonymizer.precision: fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
+        self._dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
         self.encoder = ae.encoder.to(self.device).eval()
         self.encoder_id = encoder_id(ae.encoder)
         self.untrained = not card.trained
@@ -74,7 +77,7 @@ class DpEncoder:
         if self._exported is not None:
             return self._exported(rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)[0]
         torch = self._torch
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self._dtype, enabled=self._dtype is not None):
             x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
             return self.encoder(x.contiguous(memory_format=torch.channels_last))[0].float().cpu().numpy()
 

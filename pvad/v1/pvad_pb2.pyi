@@ -20,6 +20,7 @@ class Compression(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     COMPRESSION_NONE: _ClassVar[Compression]
     COMPRESSION_ZSTD: _ClassVar[Compression]
+    COMPRESSION_ZSTD_ROW_DELTA: _ClassVar[Compression]
 
 class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -39,6 +40,7 @@ DTYPE_FLOAT16: DType
 DTYPE_UINT8: DType
 COMPRESSION_NONE: Compression
 COMPRESSION_ZSTD: Compression
+COMPRESSION_ZSTD_ROW_DELTA: Compression
 OUTCOME_UNSPECIFIED: Outcome
 ACCEPTED: Outcome
 REJECTED: Outcome
