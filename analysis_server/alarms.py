@@ -202,9 +202,12 @@ class AlarmHub:
             if sub.wants(ev.camera_id) and sub.queue.empty():
                 sub.queue.put_nowait(None)  # a wake-up; the subscriber re-reads the log
 
-    def publish_score(self, *, camera_id: str, seq: int, score: float, confidence: float) -> None:
+    def publish_score(self, *, camera_id: str, seq: int, score: float, confidence: float,
+                      capture_time_ns: int = 0) -> None:
         ev = pvad_pb2.AlarmEvent(camera_id=camera_id, kind=pvad_pb2.SCORE, seq=seq, score=score, confidence=confidence)
         ev.time.GetCurrentTime()
+        if capture_time_ns:
+            ev.capture_time.FromNanoseconds(capture_time_ns)
         for sub in list(self._subs):
             if sub.include_scores and sub.wants(camera_id):
                 try:

@@ -8,6 +8,8 @@ The first frame of a camera has no predecessor: its flow is zero motion.
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 
@@ -21,16 +23,20 @@ _DIS_PRESETS = {
 
 
 class FlowEstimator:
-    """Computes flow on 8-bit grayscale frames. One instance per camera (DIS keeps buffers)."""
+    """Computes flow on 8-bit grayscale frames; safe to share between threads (DIS keeps buffers,
+    so each thread gets its own DIS instance)."""
 
     def __init__(self, cfg: FlowConfig) -> None:
         self.cfg = cfg
-        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.dis_preset]) if cfg.method == "dis" else None
+        self._local = threading.local()
 
     def flow(self, prev_gray: np.ndarray, gray: np.ndarray) -> np.ndarray:
         """Raw flow (H x W x 2 float32, pixels) from `prev_gray` to `gray`."""
-        if self._dis is not None:
-            return self._dis.calc(prev_gray, gray, None)
+        if self.cfg.method == "dis":
+            dis = getattr(self._local, "dis", None)
+            if dis is None:
+                dis = self._local.dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.cfg.dis_preset])
+            return dis.calc(prev_gray, gray, None)
         return cv2.calcOpticalFlowFarneback(prev_gray, gray, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
     def encode(self, flow: np.ndarray) -> np.ndarray:

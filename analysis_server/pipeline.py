@@ -1,6 +1,6 @@
 """The analysis pipeline: decode -> optical flow -> detector -> two-stream classifier -> σ_t.
 
-`Analyzer` owns the networks and runs one batch synchronously (in a worker thread).
+`Analyzer` owns the networks and runs one batch synchronously, on its one worker thread (`executor`).
 `Batcher` collects frames from any number of camera streams into batches of at most
 `max_batch`, waiting at most `max_wait_ms` for a batch to fill. Frames of one camera never share
 a batch: each stream awaits its frame's result before submitting the next (flow and SAS are
@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -26,7 +27,7 @@ from analysis_server.validate import Payload
 from models.autoencoder import LATENT_SHAPE, encoder_id, load_autoencoder
 from models.two_stream import load_classifier
 from pvad.aio import cancel_and_wait
-from pvad.config import AnalysisConfig, DecoderConfig
+from pvad.config import FRAME_HEIGHT, FRAME_WIDTH, AnalysisConfig, DecoderConfig
 from pvad.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ class Analyzer:
     """All networks of the server; `analyze` runs one batch of validated payloads."""
 
     def __init__(self, analysis: AnalysisConfig, decoders: DecoderConfig) -> None:
+        # Every network runs on this one thread (warm-up included): OpenMP keeps a team of worker threads
+        # per calling thread, and a second team spinning beside the busy one cost 20-40 % on 2 cores.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pvad-analysis")
         if analysis.threads:
             torch.set_num_threads(analysis.threads)
         self.device = resolve_device(analysis.device)
@@ -101,18 +105,58 @@ class Analyzer:
         )
         self.classifier = self.classifier.to(self.device).eval()
         self.flow = FlowEstimator(analysis.flow)
-        self._mean = torch.tensor(self.card.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(self.card.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        # (x - mean) / std as one multiply and one subtract: x * (1/std) - mean/std
+        std = torch.tensor(self.card.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._inv_std = 1.0 / std
+        self._mean_over_std = torch.tensor(self.card.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) / std
+        # flow for several cameras at once: OpenCV releases the GIL (frames of one camera stay in order)
+        self._flow_pool = ThreadPoolExecutor(max_workers=max(1, min(4, torch.get_num_threads())),
+                                             thread_name_prefix="pvad-flow")
         self.untrained = list(self.decoders.untrained)
         if not self.card.trained:
             self.untrained.append(f"classifier ({c.backbone}, {self.card.provenance})")
             log.warning("classifier is UNTRAINED (%s): scores carry no meaning", self.card.provenance)
+        if self.detector is not None:
+            self.detector.place(self.device, self._autocast)  # torch backends run on our device and precision
         self.times = StageTimes()
         self.stage_observer = None  # a prometheus Histogram with a `stage` label, set by the service
         log.info(
-            "analysis: device=%s backbone=%s streams=%d bag=%s detector=%s flow=%s",
-            self.device, c.backbone, c.streams, c.bag, self.detector_name, analysis.flow.method,
+            "analysis: device=%s precision=%s backbone=%s streams=%d bag=%s detector=%s flow=%s max_batch=%d",
+            self.device, analysis.precision, c.backbone, c.streams, c.bag, self.detector_name, analysis.flow.method,
+            analysis.batching.max_batch,
         )
+        if analysis.batching.warmup:
+            self.executor.submit(self.warm_up).result()
+
+    def warm_up(self) -> float:
+        """Run each batch size the batcher can form once, on noise frames (and latents of every decoder),
+        then forget the timings; returns the seconds it took. Without it, every new batch shape pays
+        oneDNN's kernel set-up (up to hundreds of ms with bf16) on a live camera's frame."""
+        t0 = time.perf_counter()
+        top = self.cfg.batching.max_batch
+        sizes = sorted({*range(1, min(top, 16) + 1), *(2**k for k in range(5, 9) if 2**k <= top), top})
+        rng = np.random.default_rng(0)
+        kinds = list(self.decoders.decoders) or [None]
+        for b in sizes:
+            items = []
+            for i in range(b):
+                eid = kinds[i % len(kinds)]
+                if eid is None:
+                    p = Payload("warm-up", 0, 0, image=rng.integers(0, 256, (FRAME_HEIGHT, FRAME_WIDTH, 3), dtype=np.uint8))
+                else:
+                    z = rng.standard_normal(self.decoders.shapes[eid]).astype(np.float32)
+                    p = Payload("warm-up", 0, 0, latent=z, encoder_id=eid)
+                items.append((self.new_camera_flow(), p))
+            self.analyze(items)
+        self.times = StageTimes()
+        seconds = time.perf_counter() - t0
+        log.info("analysis: warmed up batch sizes %s in %.1f s", f"1..{top}" if len(sizes) == top else sizes, seconds)
+        return seconds
+
+    def close(self) -> None:
+        """End the networks' thread (and with it its OpenMP team); the analyzer cannot run after this."""
+        self.executor.shutdown(wait=True)
+        self._flow_pool.shutdown(wait=True)
 
     @property
     def detector_name(self) -> str:
@@ -127,9 +171,20 @@ class Analyzer:
     def new_camera_flow(self) -> CameraFlow:
         return CameraFlow(self.flow)
 
-    def _normalise(self, batch_hwc: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(batch_hwc).to(self.device).permute(0, 3, 1, 2).float()
-        return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+    def _normalise(self, batch_hwc: np.ndarray, scale: float = 1.0) -> torch.Tensor:
+        """N x H x W x 3 (uint8 with scale 1/255, or float in [0, 1]) -> normalised N x 3 x H x W float32,
+        channels-last (the NHWC memory as it is, no copy before the one arithmetic pass)."""
+        x = torch.from_numpy(batch_hwc)
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2)
+        return x.to(torch.float32).mul(self._inv_std * scale).sub_(self._mean_over_std)
+
+    def flows(self, states: list[CameraFlow], frames: list[np.ndarray]) -> np.ndarray:
+        """Flow images (N x H x W x 3 float32) of each camera's frame, cameras in parallel."""
+        if len(states) > 1 and len({id(s) for s in states}) == len(states):
+            return np.stack(list(self._flow_pool.map(CameraFlow.next, states, frames)))
+        return np.stack([s.next(f) for s, f in zip(states, frames)])  # a camera twice: in order
 
     @torch.inference_mode()
     def _reconstruct(self, payloads: list[Payload]) -> list[np.ndarray]:
@@ -153,7 +208,7 @@ class Analyzer:
         t0 = time.perf_counter()
         frames = self._reconstruct([p for _, p in items])
         t1 = time.perf_counter()
-        flows = np.stack([state.next(f) for (state, _), f in zip(items, frames)])
+        flows = self.flows([s for s, _ in items], frames)
         t2 = time.perf_counter()
         c = self.cfg.classifier
         bags = None
@@ -162,7 +217,7 @@ class Analyzer:
             bags = torch.from_numpy(np.stack([bag_of_objects(d) for d in dets])).to(self.device)
         t3 = time.perf_counter()
         with torch.inference_mode(), self._autocast():
-            x = self._normalise(np.stack(frames).astype(np.float32) / 255.0)
+            x = self._normalise(np.stack(frames), 1.0 / 255.0)
             flow = self._normalise(flows) if c.streams == 2 else None
             sigma = torch.sigmoid(self.classifier(x, flow, bags).float()).cpu().numpy()
         t4 = time.perf_counter()
@@ -224,7 +279,8 @@ class Batcher:
             if not jobs:
                 continue
             try:
-                sigmas = await asyncio.to_thread(self.analyzer.analyze, [(j.state, j.payload) for j in jobs])
+                sigmas = await asyncio.get_running_loop().run_in_executor(
+                    self.analyzer.executor, self.analyzer.analyze, [(j.state, j.payload) for j in jobs])
             except Exception as err:  # a failing batch fails its frames, never the batcher
                 log.exception("analysis of a batch of %d frames failed", len(jobs))
                 for j in jobs:

@@ -124,7 +124,8 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
                 if event is not None:
                     self.hub.announce(event)
                     self.metrics.alarms.labels(pvad_pb2.EventKind.Name(event.kind)).inc()
-                self.hub.publish_score(camera_id=camera_id, seq=frame.seq, score=upd.score, confidence=sigma)
+                self.hub.publish_score(camera_id=camera_id, seq=frame.seq, score=upd.score, confidence=sigma,
+                                       capture_time_ns=payload.capture_time_ns)
         except PvadError as err:
             self.counters.reject(err.code)
             self.metrics.frames_rejected.labels(err.code.name).inc()

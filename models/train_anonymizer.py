@@ -69,10 +69,11 @@ from models.checkpoint import (
     load_resume_state,
     save_checkpoint,
 )
+from models.darknet import DarknetYoloTorch
 from models.data import collect_sources, describe, read_frames, split_sources
 from models.learned_anonymizer import UNetLite, anonymizer_card, count_parameters
 from pvad.config import Section
-from pvad.errors import ConfigError, ModelLoadError
+from pvad.errors import ConfigError
 from pvad.samples import YOLO_FASTEST
 
 logger = logging.getLogger(__name__)
@@ -128,138 +129,7 @@ class TrainAnonymizerConfig(Section):
         return v
 
 
-# --------------------------------------------------------------------------- the utility model
-
-
-def _parse_darknet_cfg(path: Path) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    for raw in Path(path).read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("["):
-            blocks.append({"type": line.strip("[]").strip()})
-        elif "=" in line and blocks:
-            k, v = line.split("=", 1)
-            blocks[-1][k.strip()] = v.strip()
-    if not blocks or blocks[0]["type"] not in ("net", "network"):
-        raise ModelLoadError(f"{path}: not a Darknet cfg (no [net] section first)")
-    return blocks
-
-
-class DarknetYoloTorch(nn.Module):
-    """A Darknet YOLO (conv/shortcut/route/maxpool/upsample/dropout/yolo layers, e.g.
-    YOLO-Fastest-1.1) in PyTorch, weights read from the ``.weights`` file, frozen, eval mode.
-
-    ``forward``: ``N×3×S×S`` RGB in [0, 1] (S from the cfg, 320) → one raw tensor per [yolo]
-    layer, ``N×A×(5+C)×H×W`` (tx, ty, tw, th, objectness logit, class logits). Differentiable
-    with respect to the input, which is what the anonymizer's utility loss needs.
-    """
-
-    def __init__(self, cfg: Path, weights: Path) -> None:
-        super().__init__()
-        for what, path in (("utility_cfg", cfg), ("utility_weights", weights)):
-            if not Path(path).is_file():
-                raise ModelLoadError(f"{what}: no such file {path} (the YOLO-Fastest files of ../shared/data/weights)")
-        blocks = _parse_darknet_cfg(cfg)
-        net, self.defs = blocks[0], blocks[1:]
-        self.input_size = (int(net["height"]), int(net["width"]))
-        self.layers = nn.ModuleList()
-        channels: list[int] = []
-        c = int(net.get("channels", 3))
-        for i, d in enumerate(self.defs):
-            t, mod = d["type"], nn.Identity()
-            if t == "convolutional":
-                k, s = int(d["size"]), int(d.get("stride", 1))
-                pad = k // 2 if int(d.get("pad", 0)) else int(d.get("padding", 0))
-                groups, filters, bn = int(d.get("groups", 1)), int(d["filters"]), int(d.get("batch_normalize", 0))
-                seq: list[nn.Module] = [nn.Conv2d(c, filters, k, s, pad, groups=groups, bias=not bn)]
-                if bn:
-                    seq.append(nn.BatchNorm2d(filters, eps=1e-5))
-                act = d.get("activation", "linear")
-                if act == "leaky":
-                    seq.append(nn.LeakyReLU(0.1))
-                elif act != "linear":
-                    raise ModelLoadError(f"{cfg}: layer {i}: activation {act!r} not supported")
-                mod, c = nn.Sequential(*seq), filters
-            elif t == "shortcut":
-                if d.get("activation", "linear") != "linear":
-                    raise ModelLoadError(f"{cfg}: layer {i}: shortcut activation not supported")
-            elif t == "route":
-                d["_from"] = [j if j >= 0 else i + j for j in (int(v) for v in d["layers"].split(","))]
-                c = sum(channels[j] for j in d["_from"])
-            elif t == "maxpool":
-                if int(d.get("stride", 1)) != 1:
-                    raise ModelLoadError(f"{cfg}: layer {i}: maxpool with stride != 1 not supported")
-            elif t == "yolo":
-                a = [float(v) for v in d["anchors"].split(",")]
-                d["_anchors"] = [(a[2 * m], a[2 * m + 1]) for m in (int(v) for v in d["mask"].split(","))]
-                d["_classes"] = int(d["classes"])
-            elif t not in ("upsample", "dropout"):
-                raise ModelLoadError(f"{cfg}: layer {i}: type [{t}] not supported")
-            self.layers.append(mod)
-            channels.append(c)
-        self._load_weights(Path(weights))
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.to(memory_format=torch.channels_last)
-
-    def _load_weights(self, path: Path) -> None:
-        with open(path, "rb") as fh:
-            major, minor, _ = np.fromfile(fh, np.int32, 3)
-            np.fromfile(fh, np.int64 if major * 10 + minor >= 2 else np.int32, 1)
-            data = np.fromfile(fh, np.float32)
-        pos = 0
-
-        def take(t: torch.Tensor) -> None:
-            nonlocal pos
-            if pos + t.numel() > len(data):
-                raise ModelLoadError(f"{path}: weights file too short for its cfg")
-            t.copy_(torch.from_numpy(data[pos:pos + t.numel()]).view_as(t))
-            pos += t.numel()
-
-        with torch.no_grad():
-            for d, mod in zip(self.defs, self.layers):
-                if d["type"] != "convolutional":
-                    continue
-                if len(mod) > 1 and isinstance(mod[1], nn.BatchNorm2d):
-                    for t in (mod[1].bias, mod[1].weight, mod[1].running_mean, mod[1].running_var):
-                        take(t)
-                else:
-                    take(mod[0].bias)
-                take(mod[0].weight)
-        if pos != len(data):
-            raise ModelLoadError(f"{path}: {len(data) - pos} weights left over; cfg and weights do not match")
-
-    def train(self, mode: bool = True) -> DarknetYoloTorch:  # always frozen: BN uses its running statistics
-        return super().train(False)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs: list[torch.Tensor] = []
-        cache: list[torch.Tensor] = []
-        for i, (d, mod) in enumerate(zip(self.defs, self.layers)):
-            t = d["type"]
-            if t == "convolutional":
-                x = mod(x)
-            elif t == "shortcut":
-                x = x + cache[i + int(d["from"])]
-            elif t == "route":
-                x = torch.cat([cache[j] for j in d["_from"]], 1) if len(d["_from"]) > 1 else cache[d["_from"][0]]
-            elif t == "maxpool":
-                k = int(d["size"])
-                x = F.max_pool2d(x, k, 1, k // 2)
-            elif t == "upsample":
-                x = F.interpolate(x, scale_factor=int(d.get("stride", 2)), mode="nearest")
-            elif t == "yolo":
-                n, _, h, w = x.shape
-                outs.append(x.reshape(n, len(d["_anchors"]), 5 + d["_classes"], h, w))
-            cache.append(x)
-        return outs
-
-    def prepare(self, frames: torch.Tensor) -> torch.Tensor:
-        """``N×3×240×320`` in [0, 1] → the detector's square input (stretched, as OpenCV's blobFromImage)."""
-        return F.interpolate(frames, size=self.input_size, mode="bilinear", align_corners=False)
+# --------------------------------------------------------------------------- the utility model (models/darknet.py)
 
 
 def teacher_targets(utility: DarknetYoloTorch, frames: torch.Tensor) -> torch.Tensor:
@@ -495,7 +365,7 @@ def train_anonymizer(cfg: TrainAnonymizerConfig, *, progress: bool = True) -> Tr
 
 def _train(cfg: TrainAnonymizerConfig, device: torch.device, *, progress: bool) -> TrainResult:
     t_start = time.perf_counter()
-    utility = DarknetYoloTorch(cfg.utility_cfg, cfg.utility_weights).to(device)
+    utility = DarknetYoloTorch(cfg.utility_cfg, cfg.utility_weights, fields=("utility_cfg", "utility_weights")).to(device)
     splits = split_sources(collect_sources(cfg.data), seed=cfg.seed, split_by=cfg.split_by)
     loaded = [read_frames(s, every_n=cfg.every_n, max_frames_per_source=cfg.max_frames_per_source) for s in splits]
     train_frames, val_frames, test_frames = (x.frames for x in loaded)

@@ -357,6 +357,16 @@ def _cmd_bench_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_e2e(args: argparse.Namespace) -> int:
+    from pvad.bench.e2e import bench_e2e
+
+    result = asyncio.run(bench_e2e(Path(args.workdir), source=_bench_source(args), cameras=args.cameras, fps=args.fps,
+                                   seconds=args.seconds, profile=args.profile, precision=args.precision,
+                                   encoder_precision=args.encoder_precision, max_batch=args.max_batch))
+    _print_result(result, args.json)
+    return 0
+
+
 def _cmd_bench_server(args: argparse.Namespace) -> int:
     from pvad.bench.server import bench_server
 
@@ -502,13 +512,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench_train)
     b = bsub.add_parser("server", help="server frames/s per profile and batch size, pipeline efficiency")
     b.add_argument("--cameras", type=int, default=8)
-    b.add_argument("--frames", type=int, default=12, help="frames per camera")
+    b.add_argument("--frames", type=int, default=24, help="frames per camera")
     b.add_argument("--batch", type=int, action="append", help="max batch sizes (default 1, 4, 8)")
     b.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     b.add_argument("--profile", action="append", choices=["paper", "cpu"], help="default: both")
     b.add_argument("--source")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench_server)
+    b = bsub.add_parser("e2e", help="capture-to-score latency p50/p95/p99 and throughput, camera processes over mTLS")
+    b.add_argument("--cameras", type=int, default=4)
+    b.add_argument("--fps", type=float, default=10.0, help="frames/s per camera (real time)")
+    b.add_argument("--seconds", type=float, default=30.0)
+    b.add_argument("--profile", choices=["paper", "cpu"], default="cpu")
+    b.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="the server's networks")
+    b.add_argument("--encoder-precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="the cameras' encoder")
+    b.add_argument("--max-batch", type=int, help="default: the number of cameras")
+    b.add_argument("--source")
+    b.add_argument("--workdir", default=".pvad/bench-e2e")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_e2e)
     b = bsub.add_parser("edge", help="camera-side ms/frame per stage and bytes/frame, for every anonymizer")
     b.add_argument("--frames", type=int, default=50)
     b.add_argument("--source")

@@ -242,6 +242,10 @@ class DarknetDetector(Section):
     conf: float = Field(0.25, ge=0.0, le=1.0)
     nms: float = Field(0.45, ge=0.0, le=1.0)
     input_size: int = Field(320, ge=32, le=1280, description="network input side, multiple of 32")
+    runtime: Literal["opencv", "torch"] = Field(
+        "opencv", description="opencv: OpenCV DNN, one frame at a time; torch: the same network in PyTorch "
+        "(models/darknet.py), batched on the server's device and precision"
+    )
 
 
 class HogDetector(Section):
@@ -283,8 +287,12 @@ class ClassifierConfig(Section):
 
 
 class BatchingConfig(Section):
-    max_batch: int = Field(1, ge=1, le=256, description="frames from any cameras run through the networks together")
-    max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    max_batch: int = Field(8, ge=1, le=256, description="frames from any cameras run through the networks together")
+    max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="how long a batch waits to fill once it has a frame")
+    warmup: bool = Field(
+        True, description="run every batch size up to max_batch (above 16: the powers of two) once at start-up, so "
+        "oneDNN/cuDNN set up their kernels before the first camera's frame instead of during it",
+    )
 
 
 class AnalysisConfig(Section):

@@ -13,12 +13,13 @@ INTEL_VIDEO = SHARED_DATA / "intel_sample_videos" / "one-by-one-person-detection
 YOLO_FASTEST = SHARED_DATA / "weights" / "yolo-fastest-1.1_coco"
 
 
-def offline_detector():
+def offline_detector(variant: str = "yolo-fastest-1.1-xl"):
     """The detector config a demo or benchmark uses when none is given: YOLO-Fastest-xl (COCO-80,
-    Darknet files from ../shared/data) when present, else OpenCV's HOG people detector."""
+    Darknet files from ../shared/data; `variant` yolo-fastest-1.1 is the 4x cheaper one) when
+    present, else OpenCV's HOG people detector."""
     from pvad.config import DarknetDetector, HogDetector
 
-    cfg, weights = YOLO_FASTEST / "yolo-fastest-1.1-xl.cfg", YOLO_FASTEST / "yolo-fastest-1.1-xl.weights"
+    cfg, weights = YOLO_FASTEST / f"{variant}.cfg", YOLO_FASTEST / f"{variant}.weights"
     if cfg.is_file() and weights.is_file():
         return DarknetDetector(cfg=cfg, weights=weights)
     return HogDetector()

@@ -87,6 +87,33 @@ def test_darknet_finds_the_one_person_in_the_intel_video(variant):
 
 
 @needs_shared
+@pytest.mark.parametrize("variant", ["yolo-fastest-1.1", "yolo-fastest-1.1-xl"])
+def test_darknet_torch_runtime_matches_opencv_in_one_batch(variant):
+    """runtime: torch (one batched forward pass, the server's path) finds what OpenCV DNN finds:
+    same classes, scores within 1e-3, boxes within half a pixel; bf16 autocast keeps every person."""
+    from functools import partial
+
+    import torch
+
+    frames = [_frame(p) for p in VISPR] + [_video_frame(250), _video_frame(200)]
+    ref = [_darknet(variant).detect(f) for f in frames]
+    det = _darknet(variant, runtime="torch")
+    assert det.name == "darknet-torch"
+    got = det.detect_batch(frames)
+    assert sum(len(d) for d in ref) > len(frames)
+    for r, g, f in zip(ref, got, frames):
+        _check(g, f)
+        assert sorted(r.class_ids.tolist()) == sorted(g.class_ids.tolist())
+        i, j = np.lexsort(r.boxes.T[::-1]), np.lexsort(g.boxes.T[::-1])
+        assert np.abs(r.boxes[i] - g.boxes[j]).max() < 0.5
+        assert np.abs(r.scores[i] - g.scores[j]).max() < 1e-3
+    det.place(torch.device("cpu"), partial(torch.autocast, "cpu", dtype=torch.bfloat16))
+    bf16 = det.detect_batch(frames)
+    for r, g in zip(ref, bf16):
+        assert abs(int((r.class_ids == 0).sum()) - int((g.class_ids == 0).sum())) <= 1
+
+
+@needs_shared
 def test_darknet_scores_are_not_squared():
     """OpenCV's [yolo] layer already folds the objectness into the class scores: multiplying again
     kept 5 of the 14 people on this crowd photo."""

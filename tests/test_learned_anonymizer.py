@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models.checkpoint import save_checkpoint
+from models.darknet import DarknetYoloTorch
 from models.learned_anonymizer import (
     ARCHITECTURE,
     UNetLite,
@@ -17,7 +18,6 @@ from models.learned_anonymizer import (
     load_anonymizer,
 )
 from models.train_anonymizer import (
-    DarknetYoloTorch,
     TrainAnonymizerConfig,
     adversary_step,
     anonymizer_step,

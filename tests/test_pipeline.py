@@ -49,3 +49,38 @@ def test_bench_server_reports_fps_stages_and_efficiency():
     assert set(p["isolated_ms"]) == {"decode", "flow", "detector", "classifier"}
     assert 0 < p["pipeline_efficiency"] and p["batch_speedup"] > 0
     assert r["pipeline_efficiency"] == p["pipeline_efficiency"]
+
+
+def test_warm_up_runs_every_batch_size_and_forgets_its_timings(monkeypatch):
+    seen = []
+    real = Analyzer.analyze
+
+    def spy(self, items):
+        seen.append(len(items))
+        return real(self, items)
+
+    monkeypatch.setattr(Analyzer, "analyze", spy)
+    a = Analyzer(tiny_analysis(batching={"max_batch": 5}), DecoderConfig(checkpoints=[], untrained_seeds=[0]))
+    assert seen == [1, 2, 3, 4, 5]
+    assert a.times.frames == 0 and not a.times.seconds
+    seen.clear()
+    Analyzer(tiny_analysis(batching={"max_batch": 5, "warmup": False}), DecoderConfig(checkpoints=[], untrained_seeds=[]))
+    assert seen == []
+    a.close()
+
+
+def test_flows_of_several_cameras_in_parallel_equal_one_by_one():
+    a = Analyzer(tiny_analysis(batching={"max_batch": 4, "warmup": False}), DecoderConfig(checkpoints=[], untrained_seeds=[]))
+    rng = np.random.default_rng(2)
+    base = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
+    clips = [[np.roll(base, (k * d, 2 * k * d), axis=(0, 1)) for k in range(3)] for d in (1, 2, 3, 4)]
+    parallel = [a.new_camera_flow() for _ in clips]
+    serial = [a.new_camera_flow() for _ in clips]
+    for t in range(3):
+        frames = [c[t] for c in clips]
+        together = a.flows(parallel, frames)
+        alone = np.stack([s.next(f) for s, f in zip(serial, frames)])
+        assert np.array_equal(together, alone)
+    assert all(f[..., 2].mean() > 0 for f in together)  # real motion (channel 2: |flow|)
+    assert not np.array_equal(together[0], together[3])  # and each camera its own
+    a.close()

@@ -22,7 +22,7 @@ class _SeqRecorder:
 
     def __init__(self, real, scored: list):
         self.real, self.scored = real, scored
-        self.decoders, self.times, self.untrained = real.decoders, real.times, []
+        self.decoders, self.times, self.untrained, self.executor = real.decoders, real.times, [], real.executor
 
     def new_camera_flow(self):
         return self.real.new_camera_flow()

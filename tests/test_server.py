@@ -196,7 +196,7 @@ class _FixedAnalyzer:
 
     def __init__(self, real, sigmas):
         self.real, self.sigmas = real, list(sigmas)
-        self.decoders, self.times, self.untrained = real.decoders, real.times, []
+        self.decoders, self.times, self.untrained, self.executor = real.decoders, real.times, [], real.executor
 
     def new_camera_flow(self):
         return self.real.new_camera_flow()
@@ -299,3 +299,33 @@ def test_zstd_uint8_latents_are_accepted(pki, tmp_path, analyzer):
     assert frames[0].latent.compression == pvad_pb2.COMPRESSION_ZSTD
     assert len(frames[0].latent.data) < 16 * 30 * 40
     assert [a.outcome for a in acks] == [pvad_pb2.ACCEPTED] * 2
+
+
+def test_score_events_carry_the_frames_capture_time(pki, tmp_path, analyzer, encoder):
+    """What `pvad bench e2e` measures latency from: the camera's capture time, echoed to subscribers."""
+    captured = [1_700_000_000_123_456_789 + k * 100_000_000 for k in range(3)]
+
+    async def scenario():
+        srv = await start_server(server_config(pki, tmp_path), analyzer=analyzer)
+        address = f"127.0.0.1:{srv.port}"
+        try:
+            async with secure_channel(address, client_tls(pki, "subscriber/ops")) as ch:
+                got = []
+
+                async def listen():
+                    async for ev in follow_alarms(ch, include_scores=True):
+                        got.append(ev)
+
+                task = asyncio.create_task(listen())
+                await asyncio.sleep(0.2)
+                frames = [make_frame("cam-1", s + 1, t, encoder(FRAME)) for s, t in enumerate(captured)]
+                await exchange(address, client_tls(pki, "camera/cam-1"), frames)
+                await asyncio.sleep(0.3)
+                task.cancel()
+            return got
+        finally:
+            await srv.stop(0)
+
+    scores = [e for e in run(scenario()) if e.kind == pvad_pb2.SCORE]
+    assert [e.seq for e in scores] == [1, 2, 3]
+    assert [e.capture_time.ToNanoseconds() for e in scores] == captured

@@ -75,6 +75,9 @@ class Detector(ABC):
     def detect_batch(self, frames_bgr: Sequence[np.ndarray]) -> list[Detections]:
         return [self.detect(f) for f in frames_bgr]
 
+    def place(self, device, autocast) -> None:  # noqa: B027 - most backends have nothing to place
+        """Run on the server's torch `device` under its `autocast` context factory; torch backends only."""
+
 
 _REGISTRY: Registry[Callable[..., Detector]] = Registry("detector backend")
 register_detector = _REGISTRY.register

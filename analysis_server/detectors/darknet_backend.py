@@ -1,4 +1,5 @@
-"""Darknet YOLO through OpenCV DNN (e.g. the COCO YOLO-Fastest 1.1 weights)."""
+"""Darknet YOLO (e.g. the COCO YOLO-Fastest 1.1 weights) through OpenCV DNN, or (`runtime: torch`)
+through the PyTorch port of models/darknet.py, batched, on the server's device and precision."""
 
 from __future__ import annotations
 
@@ -67,6 +68,69 @@ class DarknetYolo(Detector):
         return Detections.from_arrays(boxes, scores[idx], class_ids[idx])
 
 
+class DarknetYoloTorch(Detector):
+    """The same network and post-processing as `DarknetYolo` (scores = objectness x class, class-wise
+    NMS), with the whole batch in one forward pass."""
+
+    name = "darknet-torch"
+    classes = COCO_CLASSES
+
+    def __init__(self, cfg: DarknetDetector) -> None:
+        import contextlib
+
+        import torch
+
+        from models.darknet import DarknetYoloTorch as Net
+
+        self.torch = torch
+        self.cfg = cfg
+        self.net = Net(cfg.cfg, cfg.weights, fields=("detector.cfg", "detector.weights"))
+        if self.net.input_size != (cfg.input_size, cfg.input_size):
+            log.info("detector: darknet-torch runs at the cfg's input %s, not input_size %d", self.net.input_size,
+                     cfg.input_size)
+        self.device = torch.device("cpu")
+        self.autocast = contextlib.nullcontext
+        log.info("detector: darknet-torch %s (input %s)", cfg.weights.name, self.net.input_size)
+
+    def place(self, device, autocast) -> None:
+        self.net.to(device)
+        self.device, self.autocast = device, autocast
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        return self.detect_batch([frame_bgr])[0]
+
+    def detect_batch(self, frames_bgr) -> list[Detections]:
+        from torchvision.ops import batched_nms
+
+        from models.darknet import decode_yolo
+
+        torch = self.torch
+        if not len(frames_bgr):
+            return []
+        h_in, w_in = self.net.input_size
+        # the same stretch and interpolation as OpenCV's blobFromImage
+        blob = np.stack([cv2.resize(f, (w_in, h_in))[..., ::-1] for f in frames_bgr])
+        x = torch.from_numpy(blob).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        with torch.inference_mode(), self.autocast():
+            rows = decode_yolo(self.net, self.net(x.contiguous(memory_format=torch.channels_last)))
+        scores, class_ids = rows[..., 4:].max(-1)
+        out = []
+        for f, r, sc, cl in zip(frames_bgr, rows, scores, class_ids):
+            h, w = f.shape[:2]
+            keep = sc >= max(self.cfg.conf, 1e-6)
+            r, sc, cl = r[keep], sc[keep], cl[keep]
+            boxes = torch.stack([(r[:, 0] - r[:, 2] / 2) * w, (r[:, 1] - r[:, 3] / 2) * h,
+                                 (r[:, 0] + r[:, 2] / 2) * w, (r[:, 1] + r[:, 3] / 2) * h], 1)
+            idx = batched_nms(boxes, sc, cl, self.cfg.nms)
+            boxes = boxes[idx].clamp_(min=0).cpu().numpy()
+            boxes = np.minimum(boxes, [w, h, w, h])
+            out.append(Detections.from_arrays(boxes, sc[idx].cpu().numpy(), cl[idx].cpu().numpy()))
+        return out
+
+
 @register_detector("darknet")
 def _make(cfg: DarknetDetector) -> Detector:
-    return DarknetYolo(cfg)
+    for what, path in (("cfg", cfg.cfg), ("weights", cfg.weights)):
+        if not path.is_file():
+            raise ModelLoadError(f"detector.{what}: no such file {path}; {_HINT}")
+    return DarknetYoloTorch(cfg) if cfg.runtime == "torch" else DarknetYolo(cfg)

@@ -5,7 +5,9 @@ receives latents of real frames from `cameras` concurrent streams; frames/s is w
 The networks are also timed alone (best batched time per frame for the decoder, the detector and the
 two-stream classifier, plus flow); **pipeline efficiency** = that sum / the server's measured time
 per frame (1.0 = orchestration, transport and Python cost nothing). **batch_speedup** = frames/s at
-the largest batch over frames/s at batch 1.
+the largest batch over frames/s at batch 1. Every analyzer warms up its batch shapes before the clock
+starts (`batching.warmup`). With a reduced `--precision`, each profile also reports the largest
+|σ - σ_fp32| on the same frames and whether it is within `TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -24,6 +27,7 @@ from analysis_server.service import start_server
 from camera_client.anonymize import create_anonymizer
 from camera_client.capture import iter_frames
 from camera_client.client import make_frame
+from models.autoencoder import LATENT_SHAPE
 from pvad import samples
 from pvad.certs import make_dev_pki
 from pvad.channel import secure_channel
@@ -41,12 +45,20 @@ from pvad.config import (
 from pvad.v1 import pvad_pb2_grpc
 
 def profiles(precision: str = "fp32") -> dict[str, dict]:
-    """The paper profile (2x ResNet-50 + bag of objects, P §3) and a CPU profile (MobileNetV3)."""
-    det = samples.offline_detector().model_dump(mode="json")
+    """The paper profile (2x ResNet-50 + bag of objects, P §3) and a CPU profile (MobileNetV3). The
+    detector is YOLO-Fastest 1.1 at 320 px (xl for the paper profile, the plain one for the CPU
+    profile) through the batched torch runtime when its files are there, else HOG."""
+
+    def detector(variant: str) -> dict:
+        det = samples.offline_detector(variant).model_dump(mode="json")
+        if det["backend"] == "darknet":
+            det["runtime"] = "torch"
+        return det
+
     return {
-        "paper": {"device": "auto", "precision": precision, "detector": det,
+        "paper": {"device": "auto", "precision": precision, "detector": detector("yolo-fastest-1.1-xl"),
                   "classifier": {"backbone": "resnet50", "streams": 2, "bag": True, "hidden": 4096, "pretrained": "never"}},
-        "cpu": {"device": "auto", "precision": precision, "detector": det,
+        "cpu": {"device": "auto", "precision": precision, "detector": detector("yolo-fastest-1.1"),
                 "classifier": {"backbone": "mobilenet_v3_small", "streams": 2, "bag": True, "hidden": 1024,
                                "pretrained": "never"}},
     }
@@ -61,7 +73,7 @@ def isolated_ms(analyzer: Analyzer, latents: list, batch: int) -> dict[str, floa
     """Best per-frame time of each network alone, batched (min over 3 repeats)."""
     dev = analyzer.device
     eid = latents[0].encoder_id
-    z = torch.from_numpy(np.stack([decode_latent(l, expected_shape=(16, 30, 40)) for l in latents[:batch]])).to(dev)
+    z = torch.from_numpy(np.stack([decode_latent(l, expected_shape=LATENT_SHAPE) for l in latents[:batch]])).to(dev)
     dec = analyzer.decoders.decoders[eid]
 
     def best(fn) -> float:
@@ -77,9 +89,16 @@ def isolated_ms(analyzer: Analyzer, latents: list, batch: int) -> dict[str, floa
         rgb = dec(z).float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in rgb]
     detector = best(lambda: analyzer.detector.detect_batch(bgr)) if analyzer.detector is not None else 0.0
-    flow_state = analyzer.new_camera_flow()
-    flow = best(lambda: [flow_state.next(f) for f in rgb])
-    x = analyzer._normalise(rgb.astype(np.float32) / 255.0)
+    states = [analyzer.new_camera_flow() for _ in rgb]
+    prev = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in np.roll(rgb, 1, axis=0)]  # each camera: a real predecessor
+
+    def flows() -> None:
+        for st, g in zip(states, prev):
+            st.prev_gray = g
+        analyzer.flows(states, list(rgb))
+
+    flow = best(flows)
+    x = analyzer._normalise(rgb, 1.0 / 255.0)
     c = analyzer.cfg.classifier
     fl = x if c.streams == 2 else None
     bag = torch.zeros(len(z), 80, device=dev) if c.bag else None
@@ -89,7 +108,30 @@ def isolated_ms(analyzer: Analyzer, latents: list, batch: int) -> dict[str, floa
             "classifier": round(classifier, 2)}
 
 
-async def _serve_and_stream(analyzer: Analyzer, cfg: ServerConfig, pki: dict, latents: list, cameras: int) -> float:
+def precision_error(prof: dict, latents: list, precision: str) -> dict[str, float]:
+    """What `precision` costs against fp32, same weights and frames (each after the first has real flow):
+    the largest |σ - σ_fp32|, and the largest relative L2 error of the joined features the head sees
+    (an untrained head gives nearly constant σ, so σ alone would hide a backbone that went wrong)."""
+    from analysis_server.validate import Payload
+
+    sig, feats = {}, {}
+    for p in ("fp32", precision):
+        cfg = AnalysisConfig.model_validate({**prof, "precision": p, "batching": {"max_batch": 8, "warmup": False}})
+        a = Analyzer(cfg, DecoderConfig(untrained_seeds=[]))
+        seen: list[torch.Tensor] = []
+        hook = a.classifier.head.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach().float()))
+        flow = a.new_camera_flow()
+        payloads = [Payload("c", i, 0, latent=decode_latent(z, expected_shape=LATENT_SHAPE), encoder_id=z.encoder_id)
+                    for i, z in enumerate(latents)]
+        sig[p] = np.array([a.analyze([(flow, pl)])[0] for pl in payloads])
+        hook.remove()
+        feats[p] = torch.cat(seen)
+    rel = (feats[precision] - feats["fp32"]).norm(dim=1) / feats["fp32"].norm(dim=1).clamp_min(1e-12)
+    return {"sigma_max_abs_err": float(np.abs(sig[precision] - sig["fp32"]).max()),
+            "features_max_rel_err": float(rel.max())}
+
+
+async def _serve_and_stream(analyzer: Analyzer, cfg: ServerConfig, pki: dict, latents: list, cameras: int) -> tuple[float, float]:
     srv = await start_server(cfg, analyzer=analyzer)
     address = f"127.0.0.1:{srv.port}"
 
@@ -109,12 +151,16 @@ async def _serve_and_stream(analyzer: Analyzer, cfg: ServerConfig, pki: dict, la
         wall = time.perf_counter() - t0
     finally:
         await srv.stop(0)
-    return acked / wall
+    return acked / wall, acked / max(srv.batcher.batches, 1)
 
 
-def bench_server(*, source: Path, cameras: int = 8, frames: int = 12, batches: tuple[int, ...] = (1, 4, 8),
+TOLERANCE = 0.02  # the largest |σ - σ_fp32| we accept from a reduced precision
+
+
+def bench_server(*, source: Path, cameras: int = 8, frames: int = 24, batches: tuple[int, ...] = (1, 4, 8),
                  precision: str = "fp32", only: list[str] | None = None, analysis: dict | None = None) -> dict:
-    latents = _latents(source, frames)
+    with ThreadPoolExecutor(1) as once:  # the camera's encoder on a thread of its own (see Analyzer.executor)
+        latents = once.submit(_latents, source, frames).result()
     work = Path(tempfile.mkdtemp(prefix="pvad-bench-server-"))
     pki = make_dev_pki(work / "certs", cameras=[f"cam-{i + 1}" for i in range(cameras)], subscribers=["bench"])
     s = pki["server"]
@@ -125,14 +171,16 @@ def bench_server(*, source: Path, cameras: int = 8, frames: int = 12, batches: t
         isolated = None
         for b in batches:
             acfg = AnalysisConfig.model_validate({**prof, "batching": {"max_batch": b, "max_wait_ms": 5}})
-            analyzer = Analyzer(acfg, DecoderConfig(untrained_seeds=[]))
-            cfg = ServerConfig(listen="127.0.0.1:0", tls=ServerTLS(ca=s.ca, cert=s.cert, key=s.key),
+            analyzer = Analyzer(acfg, DecoderConfig(untrained_seeds=[]))  # warms up every batch size <= b
+            cfg = ServerConfig(listen="127.0.0.1:0", tls=ServerTLS(ca=s.ca, cert=s.cert, key=s.key), analysis=acfg,
                                event_log=EventLogConfig(path=work / f"{name}-{b}.sqlite"),
                                limits={"max_streams_per_camera": 2})
-            fps = asyncio.run(_serve_and_stream(analyzer, cfg, pki, latents, cameras))
-            per_batch[b] = {"fps": round(fps, 2), "stages_ms": analyzer.times.ms_per_frame()}
+            fps, mean_batch = asyncio.run(_serve_and_stream(analyzer, cfg, pki, latents, cameras))
+            per_batch[b] = {"fps": round(fps, 2), "mean_batch": round(mean_batch, 2),
+                            "stages_ms": analyzer.times.ms_per_frame()}
             if b == max(batches):
-                isolated = isolated_ms(analyzer, latents, b)
+                isolated = analyzer.executor.submit(isolated_ms, analyzer, latents, b).result()  # its networks' thread
+            analyzer.close()  # its thread and OpenMP team go: the next analyzer runs alone
         top = per_batch[max(batches)]
         ideal = sum(isolated.values())
         out["profiles"][name] = {
@@ -143,6 +191,11 @@ def bench_server(*, source: Path, cameras: int = 8, frames: int = 12, batches: t
             "pipeline_efficiency": round(ideal / (1000.0 / top["fps"]), 3),
             "batch_speedup": round(top["fps"] / per_batch[min(batches)]["fps"], 3),
         }
+        if prof.get("precision", "fp32") != "fp32":
+            err = precision_error(prof, latents, prof["precision"])
+            out["profiles"][name]["vs_fp32"] = {k: round(v, 4) for k, v in err.items()}
+            out["profiles"][name]["within_tolerance"] = err["sigma_max_abs_err"] <= TOLERANCE
+    out["tolerance"] = TOLERANCE
     first = next(iter(out["profiles"].values()))
     out["pipeline_efficiency"] = first["pipeline_efficiency"]
     out["batch_speedup"] = first["batch_speedup"]

@@ -121,7 +121,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, camera_ids: _Optional[_Iterable[str]] = ..., after_event_id: _Optional[int] = ..., include_scores: _Optional[bool] = ...) -> None: ...
 
 class AlarmEvent(_message.Message):
-    __slots__ = ("event_id", "camera_id", "kind", "seq", "score", "confidence", "time")
+    __slots__ = ("event_id", "camera_id", "kind", "seq", "score", "confidence", "time", "capture_time")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,7 @@ class AlarmEvent(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_FIELD_NUMBER: _ClassVar[int]
     event_id: int
     camera_id: str
     kind: EventKind
@@ -136,4 +137,5 @@ class AlarmEvent(_message.Message):
     score: float
     confidence: float
     time: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[int] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., seq: _Optional[int] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    capture_time: _timestamp_pb2.Timestamp
+    def __init__(self, event_id: _Optional[int] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., seq: _Optional[int] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
