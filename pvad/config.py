@@ -241,7 +241,7 @@ class DarknetDetector(Section):
     weights: Path = Field(description="Darknet .weights file")
     conf: float = Field(0.25, ge=0.0, le=1.0)
     nms: float = Field(0.45, ge=0.0, le=1.0)
-    input_size: int = Field(320, ge=32, le=1280, description="network input side, multiple of 32")
+    input_size: int = Field(320, ge=32, le=1280, multiple_of=32, description="network input side, multiple of 32")
     runtime: Literal["opencv", "torch"] = Field(
         "opencv", description="opencv: OpenCV DNN, one frame at a time; torch: the same network in PyTorch "
         "(models/darknet.py), batched on the server's device and precision"

@@ -87,8 +87,9 @@ def test_darknet_finds_the_one_person_in_the_intel_video(variant):
 
 
 @needs_shared
-@pytest.mark.parametrize("variant", ["yolo-fastest-1.1", "yolo-fastest-1.1-xl"])
-def test_darknet_torch_runtime_matches_opencv_in_one_batch(variant):
+@pytest.mark.parametrize(("variant", "size"), [("yolo-fastest-1.1", 320), ("yolo-fastest-1.1-xl", 320),
+                                               ("yolo-fastest-1.1-xl", 256)])
+def test_darknet_torch_runtime_matches_opencv_in_one_batch(variant, size):
     """runtime: torch (one batched forward pass, the server's path) finds what OpenCV DNN finds:
     same classes, scores within 1e-3, boxes within half a pixel; bf16 autocast keeps every person."""
     from functools import partial
@@ -96,8 +97,8 @@ def test_darknet_torch_runtime_matches_opencv_in_one_batch(variant):
     import torch
 
     frames = [_frame(p) for p in VISPR] + [_video_frame(250), _video_frame(200)]
-    ref = [_darknet(variant).detect(f) for f in frames]
-    det = _darknet(variant, runtime="torch")
+    ref = [_darknet(variant, input_size=size).detect(f) for f in frames]
+    det = _darknet(variant, runtime="torch", input_size=size)
     assert det.name == "darknet-torch"
     got = det.detect_batch(frames)
     assert sum(len(d) for d in ref) > len(frames)

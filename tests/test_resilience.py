@@ -124,7 +124,7 @@ def test_next_after_waits_and_ends_when_closed():
 from pvad.channel import secure_channel  # noqa: E402
 from pvad.config import AccessConfig, MetricsConfig  # noqa: E402
 from pvad.subscriber import follow_alarms  # noqa: E402
-from test_server import _FixedAnalyzer, exchange, latent_frame  # noqa: E402
+from test_server import _FixedAnalyzer, events_during, exchange, latent_frame  # noqa: E402
 
 import grpc  # noqa: E402
 
@@ -136,20 +136,14 @@ def test_subscriber_limited_to_camera_a_sees_nothing_of_camera_b(pki, tmp_path, 
     async def scenario():
         srv = await start_server(cfg, analyzer=_FixedAnalyzer(analyzer, sigmas))
         address = f"127.0.0.1:{srv.port}"
+
+        async def both_cameras():
+            await exchange(address, client_tls(pki, "camera/cam-2"), [latent_frame(encoder, s, "cam-2") for s in range(1, 5)])
+            await exchange(address, client_tls(pki, "camera/cam-1"), [latent_frame(encoder, s, "cam-1") for s in range(1, 5)])
+
         try:
+            got = await events_during(address, pki, both_cameras)
             async with secure_channel(address, client_tls(pki, "subscriber/ops")) as ch:
-                got = []
-
-                async def listen():
-                    async for ev in follow_alarms(ch, include_scores=True):
-                        got.append(ev)
-
-                task = asyncio.create_task(listen())
-                await asyncio.sleep(0.2)
-                await exchange(address, client_tls(pki, "camera/cam-2"), [latent_frame(encoder, s, "cam-2") for s in range(1, 5)])
-                await exchange(address, client_tls(pki, "camera/cam-1"), [latent_frame(encoder, s, "cam-1") for s in range(1, 5)])
-                await asyncio.sleep(0.3)
-                task.cancel()
                 with pytest.raises(grpc.aio.AioRpcError) as denied:
                     async for _ in follow_alarms(ch, camera_ids=["cam-2"]):
                         pass

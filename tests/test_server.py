@@ -301,6 +301,23 @@ def test_zstd_uint8_latents_are_accepted(pki, tmp_path, analyzer):
     assert [a.outcome for a in acks] == [pvad_pb2.ACCEPTED] * 2
 
 
+async def events_during(address, pki, action, subscriber="subscriber/ops"):
+    """Every event (scores included) a subscriber receives while `await action()` runs, and 0.3 s after."""
+    async with secure_channel(address, client_tls(pki, subscriber)) as ch:
+        got = []
+
+        async def listen():
+            async for ev in follow_alarms(ch, include_scores=True):
+                got.append(ev)
+
+        task = asyncio.create_task(listen())
+        await asyncio.sleep(0.2)
+        await action()
+        await asyncio.sleep(0.3)
+        task.cancel()
+    return got
+
+
 def test_score_events_carry_the_frames_capture_time(pki, tmp_path, analyzer, encoder):
     """What `pvad bench e2e` measures latency from: the camera's capture time, echoed to subscribers."""
     captured = [1_700_000_000_123_456_789 + k * 100_000_000 for k in range(3)]
@@ -308,21 +325,9 @@ def test_score_events_carry_the_frames_capture_time(pki, tmp_path, analyzer, enc
     async def scenario():
         srv = await start_server(server_config(pki, tmp_path), analyzer=analyzer)
         address = f"127.0.0.1:{srv.port}"
+        frames = [make_frame("cam-1", s + 1, t, encoder(FRAME)) for s, t in enumerate(captured)]
         try:
-            async with secure_channel(address, client_tls(pki, "subscriber/ops")) as ch:
-                got = []
-
-                async def listen():
-                    async for ev in follow_alarms(ch, include_scores=True):
-                        got.append(ev)
-
-                task = asyncio.create_task(listen())
-                await asyncio.sleep(0.2)
-                frames = [make_frame("cam-1", s + 1, t, encoder(FRAME)) for s, t in enumerate(captured)]
-                await exchange(address, client_tls(pki, "camera/cam-1"), frames)
-                await asyncio.sleep(0.3)
-                task.cancel()
-            return got
+            return await events_during(address, pki, lambda: exchange(address, client_tls(pki, "camera/cam-1"), frames))
         finally:
             await srv.stop(0)
 

@@ -75,7 +75,7 @@ class Detector(ABC):
     def detect_batch(self, frames_bgr: Sequence[np.ndarray]) -> list[Detections]:
         return [self.detect(f) for f in frames_bgr]
 
-    def place(self, device, autocast) -> None:  # noqa: B027 - most backends have nothing to place
+    def place(self, device, autocast) -> None:  # most backends have nothing to place
         """Run on the server's torch `device` under its `autocast` context factory; torch backends only."""
 
 

@@ -22,9 +22,6 @@ class DarknetYolo(Detector):
     classes = COCO_CLASSES
 
     def __init__(self, cfg: DarknetDetector) -> None:
-        for what, path in (("cfg", cfg.cfg), ("weights", cfg.weights)):
-            if not path.is_file():
-                raise ModelLoadError(f"detector.{what}: no such file {path}; {_HINT}")
         if not hasattr(cv2.dnn, "readNetFromDarknet"):
             raise ModelLoadError("this OpenCV has no Darknet importer (removed in OpenCV 5): install opencv-python<5")
         try:
@@ -85,9 +82,7 @@ class DarknetYoloTorch(Detector):
         self.torch = torch
         self.cfg = cfg
         self.net = Net(cfg.cfg, cfg.weights, fields=("detector.cfg", "detector.weights"))
-        if self.net.input_size != (cfg.input_size, cfg.input_size):
-            log.info("detector: darknet-torch runs at the cfg's input %s, not input_size %d", self.net.input_size,
-                     cfg.input_size)
+        self.net.input_size = (cfg.input_size, cfg.input_size)  # fully convolutional: any multiple of 32, as OpenCV
         self.device = torch.device("cpu")
         self.autocast = contextlib.nullcontext
         log.info("detector: darknet-torch %s (input %s)", cfg.weights.name, self.net.input_size)

@@ -19,15 +19,19 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from pvad.bench.faults import ServerProcess, free_port, wait_connected
+from pvad.bench.faults import (
+    ServerProcess,
+    camera_yaml,
+    free_port,
+    run_cameras,
+    server_yaml,
+    wait_connected,
+)
 from pvad.bench.server import profiles
 from pvad.certs import make_dev_pki
 from pvad.channel import secure_channel
@@ -40,27 +44,12 @@ SUBSCRIBER = "bench"
 def write_configs(workdir: Path, *, cameras: list[str], port: int, source: Path, seconds: float, fps: float,
                   analysis: dict, encoder_precision: str) -> dict:
     pki = make_dev_pki(workdir / "certs", cameras=cameras, subscribers=[SUBSCRIBER])
-    s = pki["server"]
-    server = {
-        "kind": "server", "listen": f"127.0.0.1:{port}",
-        "tls": {"ca": str(s.ca), "cert": str(s.cert), "key": str(s.key)},
-        "accept": ["dp-encoder"],
-        "analysis": analysis,
-        "event_log": {"path": str(workdir / "events.sqlite")},
-    }
-    (workdir / "server.yaml").write_text(yaml.safe_dump(server))
+    server_yaml(workdir, pki, port=port, accept=["dp-encoder"], analysis=analysis)
     for cam in cameras:
-        c = pki[f"camera/{cam}"]
-        cfg = {
-            "kind": "camera", "camera_id": cam, "server": f"127.0.0.1:{port}",
-            "tls": {"ca": str(c.ca), "cert": str(c.cert), "key": str(c.key)},
-            "capture": {"source": str(source), "target_fps": fps, "max_frames": int(seconds * fps),
-                        "realtime": True, "loop": True},
-            "anonymizer": {"name": "dp-encoder", "dtype": "uint8", "compression": "zstd-delta",
-                           "precision": encoder_precision},
-            "buffer": {"capacity": 256, "policy": "drop-oldest"},
-        }
-        (workdir / f"camera-{cam}.yaml").write_text(yaml.safe_dump(cfg))
+        camera_yaml(workdir, pki, cam, port=port, source=source, fps=fps, frames=int(seconds * fps),
+                    anonymizer={"name": "dp-encoder", "dtype": "uint8", "compression": "zstd-delta",
+                                "precision": encoder_precision},
+                    buffer={"capacity": 256, "policy": "drop-oldest"})
     return pki
 
 
@@ -119,12 +108,7 @@ async def bench_e2e(workdir: Path, *, source: Path, cameras: int = 4, fps: float
     stop = asyncio.Event()
     follower = asyncio.create_task(
         follow_scores(f"127.0.0.1:{port}", ClientTLS(ca=sub.ca, cert=sub.cert, key=sub.key), arrivals, stop))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a camera has its own cores; here they share ours
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "pvad.cli", "-q", "camera", "--config", str(workdir / f"camera-{c}.yaml")],
-                         stdout=subprocess.PIPE, stderr=open(workdir / f"camera-{c}.log", "w"), text=True, env=env)
-        for c in names
-    ]
+    procs = await run_cameras(workdir, names, env={**os.environ, "OMP_NUM_THREADS": "1"})  # a camera has its own cores
     try:
         await wait_connected(workdir / "server.log", cameras, procs)
         counted_from = time.time_ns() + int(settle_s * 1e9)

@@ -120,34 +120,43 @@ class ServerProcess:
             self.rss_samples.append((time.monotonic(), mb))
 
 
-def write_configs(workdir: Path, *, cameras: list[str], port: int, proxy_port: int, source: Path,
-                  frames: int, fps: float, tau: float, nu: float = 2.0) -> dict:
-    pki = make_dev_pki(workdir / "certs", cameras=[*cameras, FLOOD_CAMERA], subscribers=[SUBSCRIBER])
+def server_yaml(workdir: Path, pki: dict, *, port: int, **fields) -> None:
+    """`workdir/server.yaml`: mTLS on 127.0.0.1:`port` with the PKI's server certificate, the event
+    log in `workdir`, and `fields` (analysis, accept, ...)."""
     s = pki["server"]
     server = {
         "kind": "server", "listen": f"127.0.0.1:{port}",
         "tls": {"ca": str(s.ca), "cert": str(s.cert), "key": str(s.key)},
-        "accept": ["dp-encoder", "blur"],
-        "decoders": {"checkpoints": [], "untrained_seeds": [0]},
-        "analysis": ANALYSIS,
-        "scoring": {"tau": tau, "nu": nu},
         "event_log": {"path": str(workdir / "events.sqlite")},
-        "limits": {"max_streams_per_camera": 4},
-        "drain_s": 3.0,
+        **fields,
     }
     (workdir / "server.yaml").write_text(yaml.safe_dump(server))
+
+
+def camera_yaml(workdir: Path, pki: dict, cam: str, *, port: int, source: Path, fps: float, frames: int,
+                **fields) -> None:
+    """`workdir/camera-<cam>.yaml`: a camera replaying `source` in real time (looping) to 127.0.0.1:`port`."""
+    c = pki[f"camera/{cam}"]
+    cfg = {
+        "kind": "camera", "camera_id": cam, "server": f"127.0.0.1:{port}",
+        "tls": {"ca": str(c.ca), "cert": str(c.cert), "key": str(c.key)},
+        "capture": {"source": str(source), "target_fps": fps, "max_frames": frames, "realtime": True, "loop": True},
+        **fields,
+    }
+    (workdir / f"camera-{cam}.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def write_configs(workdir: Path, *, cameras: list[str], port: int, proxy_port: int, source: Path,
+                  frames: int, fps: float, tau: float, nu: float = 2.0) -> dict:
+    pki = make_dev_pki(workdir / "certs", cameras=[*cameras, FLOOD_CAMERA], subscribers=[SUBSCRIBER])
+    server_yaml(workdir, pki, port=port, accept=["dp-encoder", "blur"],
+                decoders={"checkpoints": [], "untrained_seeds": [0]}, analysis=ANALYSIS,
+                scoring={"tau": tau, "nu": nu}, limits={"max_streams_per_camera": 4}, drain_s=3.0)
     for cam in cameras:
-        c = pki[f"camera/{cam}"]
-        cfg = {
-            "kind": "camera", "camera_id": cam, "server": f"127.0.0.1:{proxy_port}",
-            "tls": {"ca": str(c.ca), "cert": str(c.cert), "key": str(c.key)},
-            "capture": {"source": str(source), "target_fps": fps, "max_frames": frames, "realtime": True, "loop": True},
-            "anonymizer": {"name": "blur", "kernel": BLUR_KERNEL},
-            "max_in_flight": 8,
-            "buffer": {"capacity": 1024, "policy": "drop-oldest"},
-            "reconnect": {"initial_backoff_s": 0.1, "max_backoff_s": 1.0},
-        }
-        (workdir / f"camera-{cam}.yaml").write_text(yaml.safe_dump(cfg))
+        camera_yaml(workdir, pki, cam, port=proxy_port, source=source, fps=fps, frames=frames,
+                    anonymizer={"name": "blur", "kernel": BLUR_KERNEL}, max_in_flight=8,
+                    buffer={"capacity": 1024, "policy": "drop-oldest"},
+                    reconnect={"initial_backoff_s": 0.1, "max_backoff_s": 1.0})
     return pki
 
 
@@ -258,10 +267,10 @@ async def wait_connected(server_log: Path, n: int, procs: list[subprocess.Popen]
     raise RuntimeError(f"cameras did not connect within {timeout} s")
 
 
-async def run_cameras(workdir: Path, cameras: list[str]) -> list[subprocess.Popen]:
+async def run_cameras(workdir: Path, cameras: list[str], env: dict | None = None) -> list[subprocess.Popen]:
     return [
         subprocess.Popen([sys.executable, "-m", "pvad.cli", "-q", "camera", "--config", str(workdir / f"camera-{c}.yaml")],
-                         stdout=subprocess.PIPE, stderr=open(workdir / f"camera-{c}.log", "w"), text=True)
+                         stdout=subprocess.PIPE, stderr=open(workdir / f"camera-{c}.log", "w"), text=True, env=env)
         for c in cameras
     ]
 

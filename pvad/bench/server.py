@@ -44,6 +44,7 @@ from pvad.config import (
 )
 from pvad.v1 import pvad_pb2_grpc
 
+
 def profiles(precision: str = "fp32") -> dict[str, dict]:
     """The paper profile (2x ResNet-50 + bag of objects, P §3) and a CPU profile (MobileNetV3). The
     detector is YOLO-Fastest 1.1 at 320 px (xl for the paper profile, the plain one for the CPU
@@ -119,7 +120,7 @@ def precision_error(prof: dict, latents: list, precision: str) -> dict[str, floa
         cfg = AnalysisConfig.model_validate({**prof, "precision": p, "batching": {"max_batch": 8, "warmup": False}})
         a = Analyzer(cfg, DecoderConfig(untrained_seeds=[]))
         seen: list[torch.Tensor] = []
-        hook = a.classifier.head.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach().float()))
+        hook = a.classifier.head.register_forward_hook(lambda m, inp, out, seen=seen: seen.append(inp[0].detach().float()))
         flow = a.new_camera_flow()
         payloads = [Payload("c", i, 0, latent=decode_latent(z, expected_shape=LATENT_SHAPE), encoder_id=z.encoder_id)
                     for i, z in enumerate(latents)]
