@@ -124,6 +124,10 @@ class DarknetYoloTorch(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.run(x)[0]
+
+    def run(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``forward``'s outputs, and every layer's output in cfg order (for probing its features)."""
         outs: list[torch.Tensor] = []
         cache: list[torch.Tensor] = []
         for i, (d, mod) in enumerate(zip(self.defs, self.layers)):
@@ -143,7 +147,7 @@ class DarknetYoloTorch(nn.Module):
                 n, _, h, w = x.shape
                 outs.append(x.reshape(n, len(d["_anchors"]), 5 + d["_classes"], h, w))
             cache.append(x)
-        return outs
+        return outs, cache
 
     def prepare(self, frames: torch.Tensor) -> torch.Tensor:
         """``N×3×240×320`` in [0, 1] → the detector's square input (stretched, as OpenCV's blobFromImage)."""

@@ -22,7 +22,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -44,29 +43,12 @@ def trunk_features(net: DarknetYoloTorch, frames_rgb: np.ndarray) -> tuple[np.nd
     x = torch.from_numpy(frames_rgb).permute(0, 3, 1, 2).float().div(255.0)
     x = net.prepare(x).contiguous(memory_format=torch.channels_last)
     heads = [i for i, d in enumerate(net.defs) if d["type"] == "yolo"]
-    taps = {i - 2 for i in heads}  # the map before each head's last 1x1 convolution
-    pooled, person, cache = [], [], []
     with torch.inference_mode():
-        h = x
-        for i, (d, mod) in enumerate(zip(net.defs, net.layers)):
-            t = d["type"]
-            if t == "convolutional":
-                h = mod(h)
-            elif t == "shortcut":
-                h = h + cache[i + int(d["from"])]
-            elif t == "route":
-                h = torch.cat([cache[j] for j in d["_from"]], 1) if len(d["_from"]) > 1 else cache[d["_from"][0]]
-            elif t == "maxpool":
-                h = F.max_pool2d(h, int(d["size"]), 1, int(d["size"]) // 2)
-            elif t == "upsample":
-                h = F.interpolate(h, scale_factor=int(d.get("stride", 2)), mode="nearest")
-            elif t == "yolo":
-                n, _, hh, ww = h.shape
-                o = h.reshape(n, len(d["_anchors"]), 5 + d["_classes"], hh, ww)
-                person.append((o[:, :, 4].sigmoid() * o[:, :, 5 + PERSON].sigmoid()).amax(1).numpy())
-            if i in taps:
-                pooled += [h.mean((2, 3)), h.amax((2, 3))]
-            cache.append(h)
+        outs, layers = net.run(x)
+    pooled = []
+    for i in heads:  # the map before each head's last 1x1 convolution
+        pooled += [layers[i - 2].mean((2, 3)), layers[i - 2].amax((2, 3))]
+    person = [(o[:, :, 4].sigmoid() * o[:, :, 5 + PERSON].sigmoid()).amax(1).numpy() for o in outs]
     return torch.cat(pooled, 1).numpy(), person
 
 
