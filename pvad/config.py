@@ -77,14 +77,6 @@ class DpEncoderAnonymizer(Section):
     compression: Literal["none", "zstd", "zstd-delta"] = Field(
         "none", description="lossless coding of the latent bytes; zstd-delta (row differences, then zstd) needs dtype uint8"
     )
-
-    @model_validator(mode="after")
-    def _delta_needs_uint8(self) -> "DpEncoderAnonymizer":
-        if self.compression == "zstd-delta" and self.dtype != "uint8":
-            raise ValueError("compression zstd-delta needs dtype: uint8 (row differences of float16 bytes do not compress)")
-        if self.runtime == "onnxruntime" and self.precision != "fp32":
-            raise ValueError("precision applies to runtime torch; for onnxruntime export an fp16 model (pvad export --fp16)")
-        return self
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="torch runtime: autocast dtype of the encoder (bf16: CPUs with AMX/AVX512-BF16; fp16: CUDA); "
@@ -97,6 +89,14 @@ class DpEncoderAnonymizer(Section):
     exported: Path = Field(
         SHIPPED_DP_ENCODER_ONNX, description="encoder made by `pvad export` (.onnx), for runtime onnxruntime"
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DpEncoderAnonymizer":
+        if self.compression == "zstd-delta" and self.dtype != "uint8":
+            raise ValueError("compression zstd-delta needs dtype: uint8 (row differences of float16 bytes do not compress)")
+        if self.runtime == "onnxruntime" and self.precision != "fp32":
+            raise ValueError("precision applies to runtime torch; for onnxruntime export an fp16 model (pvad export --fp16)")
+        return self
 
 
 class RegionAnonymizer(Section):

@@ -141,3 +141,10 @@ def test_bench_encoder_reports_bf16_and_wire_sizes():
     assert r["encoder_ms_2_threads_bf16"] > 0 and r["encoder_ms_2_threads"] > 0
     assert r["latent_bytes_uint8_zstd_delta"] < r["latent_bytes_uint8_zstd"] < r["latent_bytes_uint8"]
     assert r["uint8_zstd_delta_over_jpeg"] == pytest.approx(r["latent_bytes_uint8_zstd_delta"] / r["jpeg_q90_bytes"], rel=0.01)
+
+
+def test_dp_encoder_precision_is_for_the_torch_runtime():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="precision applies to runtime torch"):
+        DpEncoderAnonymizer(runtime="onnxruntime", precision="bf16")
