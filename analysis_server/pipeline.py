@@ -28,18 +28,10 @@ from models.autoencoder import LATENT_SHAPE, encoder_id, load_autoencoder
 from models.two_stream import load_classifier
 from pvad.aio import cancel_and_wait
 from pvad.config import FRAME_HEIGHT, FRAME_WIDTH, AnalysisConfig, DecoderConfig
+from pvad.devices import resolve_device
 from pvad.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available else cpu; 'cuda' without a GPU falls back to cpu with a warning."""
-    if name in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    if name == "cuda":
-        log.warning("device: cuda requested but no CUDA device is available; running on CPU")
-    return torch.device("cpu")
 
 
 @dataclass
@@ -87,7 +79,7 @@ class Analyzer:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pvad-analysis")
         if analysis.threads:
             torch.set_num_threads(analysis.threads)
-        self.device = resolve_device(analysis.device)
+        self.device = resolve_device(analysis.device, field="analysis.device")
         if analysis.precision == "fp16" and self.device.type != "cuda":
             raise ConfigError("analysis.precision: fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
         self.cfg = analysis

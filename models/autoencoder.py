@@ -22,7 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.checkpoint import ModelCard, load_model, register_architecture
+from models.checkpoint import (
+    ModelCard,
+    load_model,
+    register_architecture,
+    unnormalised_rgb_card,
+)
 from pvad.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -135,18 +140,7 @@ def autoencoder_card(*, trained: bool, provenance: str, **extra: object) -> Mode
 
     ``extra`` goes to ``card.extra`` (e.g. DP ε, δ, training data).
     """
-    return ModelCard(
-        architecture=ARCHITECTURE,
-        arch_kwargs={},
-        input_size=INPUT_SIZE,
-        channel_order="RGB",
-        value_range=(0.0, 1.0),
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
-        trained=trained,
-        provenance=provenance,
-        extra=dict(extra),
-    )
+    return unnormalised_rgb_card(ARCHITECTURE, {}, INPUT_SIZE, trained=trained, provenance=provenance, **extra)
 
 
 def load_autoencoder(checkpoint: Path | None, *, seed: int = 0) -> tuple[Autoencoder, ModelCard]:

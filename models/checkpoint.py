@@ -80,6 +80,23 @@ class ModelCard(BaseModel):
 # --------------------------------------------------------------------------- registry
 
 
+def unnormalised_rgb_card(architecture: str, arch_kwargs: dict[str, Any], input_size: tuple[int, int], *,
+                          trained: bool, provenance: str, **extra: object) -> ModelCard:
+    """Card of a network that takes RGB in [0, 1] as it is (no mean/std): the autoencoder, the learned anonymizer."""
+    return ModelCard(
+        architecture=architecture,
+        arch_kwargs=arch_kwargs,
+        input_size=input_size,
+        channel_order="RGB",
+        value_range=(0.0, 1.0),
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        trained=trained,
+        provenance=provenance,
+        extra=dict(extra),
+    )
+
+
 def register_architecture(name: str) -> Callable[[ArchitectureBuilder], ArchitectureBuilder]:
     """Decorator registering ``fn(**arch_kwargs) -> nn.Module`` under ``name``."""
     return _ARCHITECTURES.register(name)

@@ -40,6 +40,7 @@ from models.two_stream import TwoStreamClassifier, load_classifier
 from models.vad_data import VideoItem, load_dataset
 from models.vad_features import FeatureCache
 from pvad.config import DetectorConfig, FlowConfig, ScoringConfig
+from pvad.devices import resolve_device
 from pvad.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def evaluate_detection(
     model, card = load_classifier(checkpoint, backbone=None, streams=None, bag=None, hidden=None, pretrained=False, seed=0)
     if not card.trained:
         log.warning("evaluating an UNTRAINED classifier: %s", card.provenance)
-    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     model = model.to(dev).eval()
     ae, det, flow_cfg, cam_fps = _card_features(card, autoencoder=autoencoder, detector=detector, flow=flow, camera_fps=camera_fps)
     cache = FeatureCache(cache_dir, flow=flow_cfg, camera_fps=cam_fps, detector=det if model.use_bag else None,

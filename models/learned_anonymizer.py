@@ -27,7 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.checkpoint import ModelCard, load_model, register_architecture
+from models.checkpoint import (
+    ModelCard,
+    load_model,
+    register_architecture,
+    unnormalised_rgb_card,
+)
 from pvad.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -111,18 +116,8 @@ def count_parameters(model: nn.Module) -> int:
 
 def anonymizer_card(*, trained: bool, provenance: str, width: int, blocks: int, **extra: object) -> ModelCard:
     """Card for ``anonymizer-unet-lite`` weights: 240×320 RGB in [0, 1], no normalisation."""
-    return ModelCard(
-        architecture=ARCHITECTURE,
-        arch_kwargs={"width": width, "blocks": blocks},
-        input_size=INPUT_SIZE,
-        channel_order="RGB",
-        value_range=(0.0, 1.0),
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
-        trained=trained,
-        provenance=provenance,
-        extra=dict(extra),
-    )
+    return unnormalised_rgb_card(ARCHITECTURE, {"width": width, "blocks": blocks}, INPUT_SIZE, trained=trained,
+                                 provenance=provenance, **extra)
 
 
 def load_anonymizer(checkpoint: Path) -> tuple[UNetLite, ModelCard]:

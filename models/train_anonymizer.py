@@ -73,7 +73,7 @@ from models.darknet import DarknetYoloTorch
 from models.data import collect_sources, describe, read_frames, split_sources
 from models.learned_anonymizer import UNetLite, anonymizer_card, count_parameters
 from pvad.config import Section
-from pvad.errors import ConfigError
+from pvad.devices import resolve_device
 from pvad.samples import YOLO_FASTEST
 
 logger = logging.getLogger(__name__)
@@ -344,18 +344,12 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def _pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda requested but torch sees no CUDA device")
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
-
-
 def train_anonymizer(cfg: TrainAnonymizerConfig, *, progress: bool = True) -> TrainResult:
     """Identity init, the adversarial game for ``cfg.epochs``, the independent attack and the card."""
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    device = _pick_device(cfg.device)
+    device = resolve_device(cfg.device, strict=True)
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             return _train(cfg, device, progress=progress)

@@ -64,6 +64,7 @@ from models.data import (
 from models.metrics import batch_metrics
 from models.train_config import ACCOUNTANTS, OPTIMIZERS, TrainAutoencoderConfig
 from pvad.config import FRAME_HEIGHT, FRAME_WIDTH
+from pvad.devices import resolve_device
 from pvad.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -242,12 +243,6 @@ def _as_frames(batch: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
     return batch[0] if batch else torch.empty(0, 3, FRAME_HEIGHT, FRAME_WIDTH)
 
 
-def _pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda requested but torch sees no CUDA device")
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
-
-
 def _resolve_delta(cfg: TrainAutoencoderConfig, n_train: int) -> float | None:
     if not cfg.dp:
         return None
@@ -265,7 +260,7 @@ def train_autoencoder(cfg: TrainAutoencoderConfig, *, progress: bool = True) -> 
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    device = _pick_device(cfg.device)
+    device = resolve_device(cfg.device, strict=True)
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Secure RNG turned off")

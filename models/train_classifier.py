@@ -52,6 +52,7 @@ from models.sampling import (
 from models.two_stream import TwoStreamClassifier, two_stream_card
 from models.vad_data import VadDataset, VideoItem, load_dataset
 from models.vad_features import FeatureCache, Features
+from pvad.devices import resolve_device
 from pvad.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -214,14 +215,6 @@ class TrainResult:
     samples: dict[str, int]
 
 
-def _pick_device(name: str) -> torch.device:
-    if name in ("cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda")
-    if name == "cuda":
-        log.warning("device: cuda requested but unavailable; training on CPU")
-    return torch.device("cpu")
-
-
 def _features(cache: FeatureCache, videos: list[VideoItem], indices: list[np.ndarray], d: Dist,
               what: str, progress: bool) -> list[Features]:
     """Features of every video; under DDP each rank computes its share, then all read the cache."""
@@ -377,7 +370,7 @@ def prepare_samples(cfg: TrainClassifierConfig, dataset: VadDataset, cache: Feat
 
 def train_classifier(cfg: TrainClassifierConfig, *, progress: bool = True) -> TrainResult | None:
     """Run the recipe; returns the result on rank 0 (None on other ranks)."""
-    device = _pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     d = _init_dist(device)

@@ -11,6 +11,7 @@ import numpy as np
 from camera_client.anonymize import register_anonymizer
 from pvad.codec import encode_latent
 from pvad.config import DpEncoderAnonymizer
+from pvad.devices import resolve_device
 from pvad.errors import ModelLoadError
 from pvad.v1 import pvad_pb2
 
@@ -56,10 +57,7 @@ class DpEncoder:
 
         self._torch = torch
         ae, card = load_autoencoder(cfg.checkpoint, seed=cfg.seed)
-        want_cuda = cfg.device in ("cuda", "auto") and torch.cuda.is_available()
-        if cfg.device == "cuda" and not want_cuda:
-            log.warning("anonymizer.device: cuda requested but unavailable; encoding on CPU")
-        self.device = torch.device("cuda" if want_cuda else "cpu")
+        self.device = resolve_device(cfg.device, field="anonymizer.device")
         if cfg.precision == "fp16" and self.device.type != "cuda":
             raise ModelLoadError("anonymizer.precision: fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
         self._dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]

@@ -12,6 +12,7 @@ import numpy as np
 from camera_client.anonymize import register_anonymizer
 from camera_client.anonymize.image_filters import encode_jpeg
 from pvad.config import LearnedAnonymizer as LearnedAnonymizerConfig
+from pvad.devices import resolve_device
 from pvad.errors import ModelLoadError
 from pvad.v1 import pvad_pb2
 
@@ -30,10 +31,7 @@ class LearnedAnonymizer:
 
         self._torch = torch
         model, card = load_anonymizer(cfg.checkpoint)
-        want_cuda = cfg.device in ("cuda", "auto") and torch.cuda.is_available()
-        if cfg.device == "cuda" and not want_cuda:
-            log.warning("anonymizer.device: cuda requested but unavailable; anonymizing on CPU")
-        self.device = torch.device("cuda" if want_cuda else "cpu")
+        self.device = resolve_device(cfg.device, field="anonymizer.device")
         self.model = model.to(self.device).eval()
         self.card = card
         self.quality = cfg.jpeg_quality
