@@ -48,7 +48,7 @@ from models.eval_privacy import (
     quality,
     reidentification,
 )
-from models.faces import FaceEmbedder, available_face_detectors, box_iou
+from models.faces import FaceEmbedder, available_face_detectors, box_iou, optional_face_embedder
 from models.plots import save_figure
 from pvad.errors import ModelLoadError
 
@@ -349,11 +349,7 @@ def evaluate_anonymizers(files: Sequence[Path], *, modes: Sequence[str] | None =
         originals_bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]
         gt = [_person(udet.detect(f), gt_min_score)[0] for f in originals_bgr]
         face_detectors = available_face_detectors()
-        try:
-            embedder: FaceEmbedder | None = FaceEmbedder()
-        except ModelLoadError as exc:
-            logger.warning("no re-identification: %s", exc)
-            embedder = None
+        embedder = optional_face_embedder()
         faces_before = detect_faces(face_detectors, frames)["total"]
         n_faces = int(sum(len(b) for b in faces_before))
         starts = frozenset(i for i, s in enumerate(sources) if i == 0 or s != sources[i - 1])

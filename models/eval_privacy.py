@@ -34,9 +34,9 @@ from models.faces import (
     available_face_detectors,
     box_iou,
     merge_boxes,
+    optional_face_embedder,
 )
 from models.plots import save_figure
-from pvad.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -311,11 +311,7 @@ def evaluate_privacy(checkpoints: Sequence[Path | None], files: Sequence[Path], 
     """
     frames, names = load_eval_frames(files, max_frames_per_video=max_frames_per_video)
     detectors = available_face_detectors()
-    try:
-        embedder: FaceEmbedder | None = FaceEmbedder()
-    except ModelLoadError as exc:
-        logger.warning("no re-identification: %s", exc)
-        embedder = None
+    embedder = optional_face_embedder()
     before = detect_faces(detectors, frames)
     public = public_frames(attack_public, seed=seed) if attack else None
     results: dict[str, dict[str, Any]] = {}

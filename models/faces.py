@@ -217,3 +217,13 @@ class FaceEmbedder:
         shape = self._shapes(image, self._dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
         vec = self._net.compute_face_descriptor(image, shape, self.jitters, self.padding)
         return np.asarray(vec, dtype=np.float64)
+
+
+def optional_face_embedder() -> FaceEmbedder | None:
+    """A `FaceEmbedder`, or None (with a warning saying why) where dlib's models are missing: the
+    evaluations then report no re-identification instead of failing."""
+    try:
+        return FaceEmbedder()
+    except ModelLoadError as exc:
+        logger.warning("no re-identification: %s", exc)
+        return None
