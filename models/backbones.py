@@ -173,6 +173,29 @@ def mobilenet_v3_small(*, pretrained: bool = False) -> Backbone:
     return backbone
 
 
+def _conv_stage(cin: int, cout: int) -> nn.Sequential:
+    """Two 3×3 conv-BN-ReLU, the first with stride 2."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+@register_backbone("small_cnn")
+def small_cnn(*, pretrained: bool = False) -> Backbone:
+    """Five stride-2 stages of two 3×3 conv-BN-ReLU (16, 32, 64, 128, 256 channels), 256 features.
+
+    For training from scratch on small data on a CPU at the full 240×320 frame (about 0.33 GMAC
+    per image, a ninth of ResNet-18's at that size), where thin limbs and thrown objects a few
+    pixels wide are still visible. No pretrained weights exist for it.
+    """
+    if pretrained:
+        logger.warning("backbone 'small_cnn' has no pretrained weights; keeping random init")
+    widths = (3, 16, 32, 64, 128, 256)
+    stages = [_conv_stage(cin, cout) for cin, cout in zip(widths, widths[1:])]
+    return Backbone(name="small_cnn", features=nn.Sequential(*stages), last_conv=stages[-1], num_features=256)
+
+
 @register_backbone("tiny")
 def tiny(*, pretrained: bool = False) -> Backbone:
     """Three small stride-2 convs, 16 features; for tests and quick CPU runs. No pretrained weights."""

@@ -28,6 +28,9 @@ class ModelSection(Section):
     input_scale: float = Field(
         1.0, gt=0.0, le=1.0, description="the model downscales its 240x320 inputs by this before the backbones"
     )
+    pool: Literal["avg", "avgmax"] = Field(
+        "avg", description="global pooling of each stream: avg (paper) or avg and max concatenated (small anomalies)"
+    )
     pretrained: Literal["auto", "never"] = Field(
         "auto", description="auto: ImageNet weights when cached or downloadable; never: random init"
     )

@@ -4,6 +4,10 @@ Frame stream and (optionally) optical-flow stream are backbones with separate we
 globally average pooled; their features are concatenated with the bag-of-objects (optional) and
 classified by FC(hidden) → ReLU → Dropout → FC(hidden) → ReLU → Dropout → FC(1).
 
+``pool="avgmax"`` (not in the papers) concatenates global max pooling to the average: in a wide
+fixed-camera view an anomaly may cover a few percent of the frame, and the average of a feature
+map dilutes it by that share while the maximum keeps it.
+
 Layouts (normalisation with the card's mean/std is the caller's job):
 - ``frame``: ``N×3×H×W`` float, normalised RGB;
 - ``flow``: ``N×3×H×W`` float, flow encoded as a 3-channel image, normalised the same way;
@@ -30,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 ARCHITECTURE = "two-stream"
 INPUT_SIZE: tuple[int, int] = (240, 320)  # (H, W), the autoencoder's frame size
+POOLS = ("avg", "avgmax")
 
 
 class TwoStreamClassifier(nn.Module):
@@ -45,6 +50,7 @@ class TwoStreamClassifier(nn.Module):
         hidden: int = 4096,
         dropout: float = 0.5,
         input_scale: float = 1.0,
+        pool: str = "avg",
         pretrained: bool = False,
     ) -> None:
         super().__init__()
@@ -56,6 +62,9 @@ class TwoStreamClassifier(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if not 0.0 < input_scale <= 1.0:
             raise ValueError(f"input_scale must be in (0, 1], got {input_scale}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        self.pool = pool
         self.input_scale = input_scale
         self.backbone_name = backbone
         self.streams = streams
@@ -66,7 +75,8 @@ class TwoStreamClassifier(nn.Module):
 
         self.frame_stream = create_backbone(backbone, pretrained=pretrained)
         self.flow_stream = create_backbone(backbone, pretrained=pretrained) if streams == 2 else None
-        in_features = self.frame_stream.num_features * streams + (bag_dim if bag else 0)
+        pooled = self.frame_stream.num_features * (2 if pool == "avgmax" else 1)
+        in_features = pooled * streams + (bag_dim if bag else 0)
         self.head = nn.Sequential(
             nn.Linear(in_features, hidden),
             nn.ReLU(),
@@ -88,6 +98,7 @@ class TwoStreamClassifier(nn.Module):
             "hidden": self.hidden,
             "dropout": self.dropout,
             "input_scale": self.input_scale,
+            "pool": self.pool,
         }
 
     @property
@@ -124,12 +135,17 @@ class TwoStreamClassifier(nn.Module):
         Raises ValueError when a required input is missing, an unused one is given, or shapes disagree.
         """
         self._check_inputs(frame, flow, bag)
-        parts = [self.frame_stream(self._rescale(frame))]
+        parts = [self._pooled(self.frame_stream, frame)]
         if self.flow_stream is not None:
-            parts.append(self.flow_stream(self._rescale(flow)))
+            parts.append(self._pooled(self.flow_stream, flow))
         if self.use_bag:
             parts.append(torch.log1p(bag.to(parts[0].dtype)))
         return self.head(torch.cat(parts, dim=1)).squeeze(-1)
+
+    def _pooled(self, stream: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        z = stream.forward_features(self._rescale(x))
+        avg = z.mean(dim=(2, 3))
+        return torch.cat([avg, z.amax(dim=(2, 3))], dim=1) if self.pool == "avgmax" else avg
 
     def _rescale(self, x: torch.Tensor) -> torch.Tensor:
         """Downscale by ``input_scale`` (antialiased) before the backbone: CPU-sized models see fewer pixels."""

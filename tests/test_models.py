@@ -181,7 +181,8 @@ def test_backbone_registry_errors() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "features"), [("tiny", 16), ("resnet18", 512), ("mobilenet_v3_small", 576), ("resnet50", 2048)]
+    ("name", "features"),
+    [("tiny", 16), ("small_cnn", 256), ("resnet18", 512), ("mobilenet_v3_small", 576), ("resnet50", 2048)],
 )
 def test_backbone_pooled_features(name: str, features: int) -> None:
     net = bb.create_backbone(name, pretrained=False).eval()
@@ -286,6 +287,30 @@ def test_two_stream_shape_mismatch_and_args() -> None:
         TwoStreamClassifier(backbone="tiny", streams=3, bag=False)
     with pytest.raises(TypeError):
         TwoStreamClassifier("tiny", 1, False)  # type: ignore[misc]
+
+
+def test_avgmax_pooling_concatenates_mean_and_max(tmp_path: Path) -> None:
+    model = TwoStreamClassifier(backbone="tiny", streams=2, bag=False, hidden=8, pool="avgmax").eval()
+    assert model.head[0].in_features == 2 * 2 * model.frame_stream.num_features
+    x = torch.zeros(2, 3, 32, 48)
+    x[1, :, 10:14, 20:24] = 3.0  # a small bright patch: the max sees it at full strength, the mean diluted
+    with torch.inference_mode():
+        fmap = model.frame_stream.forward_features(x)
+        pooled = model._pooled(model.frame_stream, x)
+    n = model.frame_stream.num_features
+    assert torch.equal(pooled[:, :n], fmap.mean(dim=(2, 3))) and torch.equal(pooled[:, n:], fmap.amax(dim=(2, 3)))
+    assert (pooled[1, n:] - pooled[0, n:]).abs().max() > (pooled[1, :n] - pooled[0, :n]).abs().max()
+    # the pooling travels in the card; a card written before the field existed means "avg"
+    card = two_stream_card(trained=True, provenance="unit test", **model.arch_kwargs)
+    path = save_checkpoint(tmp_path / "clf.pt", model, card)
+    loaded, loaded_card = load_classifier(path, backbone=None, streams=None, bag=None, hidden=None, pretrained=False, seed=0)
+    assert loaded.pool == "avgmax" and loaded_card.arch_kwargs["pool"] == "avgmax"
+    old = TwoStreamClassifier(backbone="tiny", streams=1, bag=False, hidden=8)
+    kwargs = {k: v for k, v in old.arch_kwargs.items() if k != "pool"}
+    path = save_checkpoint(tmp_path / "old.pt", old, two_stream_card(trained=True, provenance="old", **kwargs))
+    assert load_classifier(path, backbone=None, streams=None, bag=None, hidden=None, pretrained=False, seed=0)[0].pool == "avg"
+    with pytest.raises(ValueError, match="pool"):
+        TwoStreamClassifier(backbone="tiny", streams=1, bag=False, pool="median")
 
 
 def test_load_classifier_untrained_is_seeded() -> None:
