@@ -305,13 +305,17 @@ def _epoch(model, ddp_model, optimizer, batches: Batches, train: SampleSet, cfg:
         cand = chunk[d.rank::d.world]
         if len(cand) == 0:
             cand = order[:pool][d.rank::d.world]
+        _train_mode(model, phase)
         if alpha > 1:
+            # Candidates are scored in training mode: BatchNorm normalises them with the statistics
+            # of the whole random pool, and its running averages follow random draws instead of
+            # only the mined (mostly one-class) batches. Scored in eval mode, with running averages
+            # that lag the weights, the same 2S-ha run stayed at validation FL-AUC 0.50-0.57 for
+            # three epochs (README).
             with torch.no_grad():
-                model.eval()
                 logits = model(*batches.inputs(train, cand, flip=flips[cand]))
                 losses = weighted_bce(logits, *batches.targets(train, cand))
             cand = cand[mine_hard(losses, k).cpu().numpy()]
-        _train_mode(model, phase)
         logits = ddp_model(*batches.inputs(train, cand, flip=flips[cand]))
         loss = weighted_bce(logits, *batches.targets(train, cand)).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -394,7 +398,8 @@ def _train(cfg: TrainClassifierConfig, device: torch.device, d: Dist, progress: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = TwoStreamClassifier(backbone=m.backbone, streams=m.streams, bag=m.bag, hidden=m.hidden,
-                                    dropout=m.dropout, input_scale=m.input_scale, pretrained=m.pretrained == "auto")
+                                    dropout=m.dropout, input_scale=m.input_scale, pool=m.pool,
+                                    pretrained=m.pretrained == "auto")
     if cfg.bn_momentum is not None:
         for mod in model.modules():
             if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
