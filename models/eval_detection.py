@@ -99,6 +99,13 @@ def frame_level_auc(videos: list[VideoScores]) -> float:
     return float(roc_auc_score(truth, sigma))
 
 
+def frame_level_auc_per_class(videos: list[VideoScores]) -> dict[str, float]:
+    """FL-AUC of each anomaly class: its videos' frames against every normal video's frames."""
+    normal = [v for v in videos if not v.anomalous]
+    classes = sorted({v.category for v in videos if v.anomalous})
+    return {c: frame_level_auc([v for v in videos if v.category == c] + normal) for c in classes}
+
+
 def _card_features(card, *, autoencoder: Path | None, detector, flow: FlowConfig | None, camera_fps: float | None):
     feats = (card.extra or {}).get("features", {})
     ae = autoencoder if autoencoder is not None else (Path(feats["autoencoder"]) if feats.get("autoencoder") else None)
@@ -153,6 +160,7 @@ def evaluate_detection(
     report = DetectionReport(scores)
     report.metrics = {
         "fl_auc": frame_level_auc(scores),
+        "fl_auc_per_class": frame_level_auc_per_class(scores),
         **video_level(scores),
         "videos": len(scores),
         "frames": int(sum(len(v.index) for v in scores)),

@@ -276,6 +276,26 @@ def _cmd_eval_detection(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_ablation(args: argparse.Namespace) -> int:
+    from models.ablation import markdown_table, run_ablation
+    from models.eval_detection import plot_roc
+
+    rows, reports = run_ablation([Path(c) for c in args.configs], Path(args.data), split=args.split,
+                                 retrain=args.retrain, eval_fps=args.fps, progress=not args.no_progress)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(rows)
+    (out / "ablation.md").write_text(table + "\n")
+    (out / "ablation.json").write_text(json.dumps(rows, indent=1) + "\n")
+    roc = plot_roc(reports, out / "roc.png")
+    if args.json:
+        print(json.dumps({"rows": rows, "plots": {"roc": str(roc)}, "table": str(out / "ablation.md")}))
+    else:
+        print(table)
+        print(f"\nwritten: {out / 'ablation.md'}, {out / 'ablation.json'}, {roc}")
+    return 0
+
+
 def _cmd_bench_train(args: argparse.Namespace) -> int:
     from models.train_autoencoder import bench_train_step
 
@@ -501,6 +521,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=_cmd_eval_detection)
+    a = esub.add_parser("ablation", help="train (unless done) and evaluate P Table 1 variants on held-out data")
+    a.add_argument("configs", nargs="+", help="train-classifier configs, e.g. configs/ablation/*.yaml")
+    a.add_argument("--data", required=True, help="held-out dataset root (e.g. `pvad synth --seed 2`)")
+    a.add_argument("--split", choices=["test", "train", "all"], default="all")
+    a.add_argument("--fps", type=float, default=10.0, help="frames per second of video scored (the camera rate)")
+    a.add_argument("--retrain", action="store_true", help="train even when a variant's checkpoint exists")
+    a.add_argument("--out", default=".pvad/ablation", help="folder for ablation.md, ablation.json and roc.png")
+    a.add_argument("--no-progress", action="store_true")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=_cmd_eval_ablation)
 
     c = sub.add_parser("bench", help="benchmarks: figures and ratios")
     bsub = c.add_subparsers(dest="bench_command", required=True, metavar="BENCH")

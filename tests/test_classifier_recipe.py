@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.classifier_config import TrainClassifierConfig
-from models.eval_detection import VideoScores, frame_level_auc, sas_series, video_level
+from models.eval_detection import VideoScores, frame_level_auc, frame_level_auc_per_class, sas_series, video_level
 from models.sampling import (
     adaptive_indices,
     evaluation_targets,
@@ -100,6 +100,9 @@ def test_frame_level_auc_by_hand():
     n = _video("n", "Normal", [0.5, 0.1], [0, 0])
     assert frame_level_auc([a, n]) == pytest.approx(0.75)
     assert math.isnan(frame_level_auc([n]))
+    # per class: each class's frames against the normal videos' frames only
+    f = _video("f", "Fall", [0.05, 0.6], [1, 1])  # 0.05 < both negatives, 0.6 > both: 2 of 4 pairs
+    assert frame_level_auc_per_class([a, f, n]) == pytest.approx({"Fight": 0.75, "Fall": 0.5})
 
 
 def test_validation_split_is_stratified_and_disjoint():

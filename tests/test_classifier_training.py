@@ -128,3 +128,33 @@ def test_torchrun_two_processes(bench: Path, tmp_path: Path):
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1  # only rank 0 reports
     assert Path(lines[0]["checkpoint"]).is_file()
+
+
+def test_ablation_trains_missing_variants_and_tabulates_them(bench: Path, tmp_path: Path, capsys):
+    from pvad.cli import main
+
+    one = {"phases": [{"train": "all", "lr": 3e-3, "max_epochs": 1}]}
+    paths = []
+    for name, over in (("2S-ha", {"hard_anomalies_only": True}),
+                       ("1S-no-hm", {"model": {"backbone": "tiny", "streams": 1, "bag": False, "hidden": 16,
+                                               "pretrained": "never"}, "hard_mining": {"enabled": False}})):
+        cfg = _cfg(bench, tmp_path, out=tmp_path / f"{name}.pt", **one, **over)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(json.dumps({"kind": "train-classifier", **cfg.model_dump(mode="json")}))
+        paths.append(str(path))
+    out = tmp_path / "ablation"
+    args = ["eval", "ablation", *paths, "--data", str(bench), "--out", str(out), "--no-progress", "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
+    assert [r["variant"] for r in rows] == ["2S-ha", "1S-no-hm"]
+    for r in rows:
+        assert 0.0 <= r["fl_auc"] <= 1.0 and r["videos"] == 6 and r["train_samples"] > 0
+        assert set(r["fl_auc_per_class"]) <= {"Fighting", "Fall", "Running", "Throwing"}
+    table = (out / "ablation.md").read_text().splitlines()
+    assert table[0].startswith("| variant | FL-AUC") and len(table) == 2 + 2
+    assert (out / "roc.png").stat().st_size > 0
+    # a second run evaluates the existing checkpoints without training them again
+    before = {p: Path(tmp_path / f"{n}.pt").stat().st_mtime_ns for p, n in zip(paths, ("2S-ha", "1S-no-hm"))}
+    assert main(args) == 0
+    capsys.readouterr()
+    assert {p: Path(tmp_path / f"{n}.pt").stat().st_mtime_ns for p, n in zip(paths, ("2S-ha", "1S-no-hm"))} == before
