@@ -18,13 +18,12 @@ def test_demo_json_summary(tmp_path, capsys):
     assert summary["transport"] == "mtls"
     assert summary["anonymizer"] == "dp-encoder"
     assert summary["source"] == str(samples.default_video())
-    assert summary["detector"] in ("darknet", "hog")
-    assert summary["backbone"] == "resnet18"
+    assert summary["detector"] == "none"  # the shipped classifier takes no bag-of-objects
+    assert summary["backbone"] == "small_cnn" and summary["bag"] is False
     assert summary["score_events_received"] == 12
     assert 0.0 < summary["score_mean"] <= summary["score_max"] < 1.0
-    # The shipped DP autoencoder is what streams; only the classifier is untrained (said loudly).
-    assert not any("autoencoder" in u or "anonymizer" in u for u in summary["untrained"])
-    assert any("classifier" in u for u in summary["untrained"])
-    assert set(summary["server_ms_per_frame"]) == {"decode", "flow", "detector", "classifier"}
+    # The shipped DP autoencoder streams and the shipped classifier scores: nothing is untrained.
+    assert summary["untrained"] == []
+    assert {"decode", "flow", "classifier"} <= set(summary["server_ms_per_frame"])
     assert "seq=" in out.err  # scores printed as they happen
     assert (tmp_path / "certs" / "ca.pem").is_file()
