@@ -22,6 +22,7 @@ from pvad.config import load_config
 
 log = logging.getLogger(__name__)
 
+
 def run_ablation(
     configs: list[Path],
     data: Path,

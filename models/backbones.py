@@ -12,6 +12,7 @@ which file to put where, and the backbone keeps its random init (``pretrained_lo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import urllib.request
@@ -185,14 +186,14 @@ def _conv_stage(cin: int, cout: int) -> nn.Sequential:
 def small_cnn(*, pretrained: bool = False) -> Backbone:
     """Five stride-2 stages of two 3×3 conv-BN-ReLU (16, 32, 64, 128, 256 channels), 256 features.
 
-    For training from scratch on small data on a CPU at the full 240×320 frame (about 0.33 GMAC
+    For training from scratch on small data on a CPU at the full 240×320 frame (about 0.32 GMAC
     per image, a ninth of ResNet-18's at that size), where thin limbs and thrown objects a few
     pixels wide are still visible. No pretrained weights exist for it.
     """
     if pretrained:
         logger.warning("backbone 'small_cnn' has no pretrained weights; keeping random init")
     widths = (3, 16, 32, 64, 128, 256)
-    stages = [_conv_stage(cin, cout) for cin, cout in zip(widths, widths[1:])]
+    stages = [_conv_stage(cin, cout) for cin, cout in itertools.pairwise(widths)]
     return Backbone(name="small_cnn", features=nn.Sequential(*stages), last_conv=stages[-1], num_features=256)
 
 
