@@ -26,7 +26,7 @@ from models.checkpoint import (
     ModelCard,
     load_model,
     register_architecture,
-    unnormalised_rgb_card,
+    rgb_card,
 )
 from pvad.errors import ModelLoadError
 
@@ -140,7 +140,7 @@ def autoencoder_card(*, trained: bool, provenance: str, **extra: object) -> Mode
 
     ``extra`` goes to ``card.extra`` (e.g. DP ε, δ, training data).
     """
-    return unnormalised_rgb_card(ARCHITECTURE, {}, INPUT_SIZE, trained=trained, provenance=provenance, **extra)
+    return rgb_card(ARCHITECTURE, {}, INPUT_SIZE, trained=trained, provenance=provenance, **extra)
 
 
 def load_autoencoder(checkpoint: Path | None, *, seed: int = 0) -> tuple[Autoencoder, ModelCard]:

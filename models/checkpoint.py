@@ -80,17 +80,19 @@ class ModelCard(BaseModel):
 # --------------------------------------------------------------------------- registry
 
 
-def unnormalised_rgb_card(architecture: str, arch_kwargs: dict[str, Any], input_size: tuple[int, int], *,
-                          trained: bool, provenance: str, **extra: object) -> ModelCard:
-    """Card of a network that takes RGB in [0, 1] as it is (no mean/std): the autoencoder, the learned anonymizer."""
+def rgb_card(architecture: str, arch_kwargs: dict[str, Any], input_size: tuple[int, int], *, trained: bool,
+             provenance: str, mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+             std: tuple[float, float, float] = (1.0, 1.0, 1.0), **extra: object) -> ModelCard:
+    """Card of a network that takes RGB in [0, 1], normalised with ``mean``/``std`` (default: taken as it is,
+    as the autoencoder and the learned anonymizer do; the two-stream classifier passes ImageNet's)."""
     return ModelCard(
         architecture=architecture,
         arch_kwargs=arch_kwargs,
         input_size=input_size,
         channel_order="RGB",
         value_range=(0.0, 1.0),
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
+        mean=mean,
+        std=std,
         trained=trained,
         provenance=provenance,
         extra=dict(extra),

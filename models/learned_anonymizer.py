@@ -31,7 +31,7 @@ from models.checkpoint import (
     ModelCard,
     load_model,
     register_architecture,
-    unnormalised_rgb_card,
+    rgb_card,
 )
 from pvad.errors import ModelLoadError
 
@@ -116,7 +116,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def anonymizer_card(*, trained: bool, provenance: str, width: int, blocks: int, **extra: object) -> ModelCard:
     """Card for ``anonymizer-unet-lite`` weights: 240×320 RGB in [0, 1], no normalisation."""
-    return unnormalised_rgb_card(ARCHITECTURE, {"width": width, "blocks": blocks}, INPUT_SIZE, trained=trained,
+    return rgb_card(ARCHITECTURE, {"width": width, "blocks": blocks}, INPUT_SIZE, trained=trained,
                                  provenance=provenance, **extra)
 
 

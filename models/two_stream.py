@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone
-from models.checkpoint import ModelCard, load_model, register_architecture
+from models.checkpoint import ModelCard, load_model, register_architecture, rgb_card
 from pvad.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -174,17 +174,8 @@ def two_stream_card(*, trained: bool, provenance: str, **arch_kwargs: Any) -> Mo
     ``arch_kwargs`` are TwoStreamClassifier's (``pretrained`` is dropped: the weights are in the file).
     """
     arch_kwargs.pop("pretrained", None)
-    return ModelCard(
-        architecture=ARCHITECTURE,
-        arch_kwargs=arch_kwargs,
-        input_size=INPUT_SIZE,
-        channel_order="RGB",
-        value_range=(0.0, 1.0),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        trained=trained,
-        provenance=provenance,
-    )
+    return rgb_card(ARCHITECTURE, arch_kwargs, INPUT_SIZE, trained=trained, provenance=provenance,
+                    mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 def load_classifier(
