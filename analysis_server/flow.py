@@ -13,6 +13,7 @@ import threading
 import cv2
 import numpy as np
 
+from analysis_server.background import CameraBackground
 from pvad.config import FlowConfig
 
 _DIS_PRESETS = {
@@ -49,14 +50,18 @@ class FlowEstimator:
 
 
 class CameraFlow:
-    """Per-camera state: the previous reconstructed frame, and its flow image to the next one."""
+    """Per-camera state: the previous reconstructed frame, and its flow image to the next one; for
+    a classifier that sees the foreground, also the camera's background model."""
 
-    def __init__(self, estimator: FlowEstimator) -> None:
+    def __init__(self, estimator: FlowEstimator, background: CameraBackground | None = None) -> None:
         self.estimator = estimator
+        self.background = background
         self.prev_gray: np.ndarray | None = None
 
     def reset(self) -> None:
         self.prev_gray = None
+        if self.background is not None:
+            self.background.reset()
 
     def next(self, frame_rgb_u8: np.ndarray) -> np.ndarray:
         """Flow image from the previous frame to this one; zero motion for the first frame."""

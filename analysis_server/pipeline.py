@@ -1,4 +1,4 @@
-"""The analysis pipeline: decode -> optical flow -> detector -> two-stream classifier -> σ_t.
+"""The analysis pipeline: decode -> optical flow (and background) -> detector -> two-stream classifier -> σ_t.
 
 `Analyzer` owns the networks and runs one batch synchronously, on its one worker thread (`executor`).
 `Batcher` collects frames from any number of camera streams into batches of at most
@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from analysis_server.detectors import bag_of_objects, create_detector
+from analysis_server.background import CameraBackground
 from analysis_server.flow import CameraFlow, FlowEstimator
 from analysis_server.validate import Payload
 from models.autoencoder import LATENT_SHAPE, encoder_id, load_autoencoder
-from models.two_stream import load_classifier
+from models.two_stream import card_background, load_classifier
 from pvad.aio import cancel_and_wait
 from pvad.config import FRAME_HEIGHT, FRAME_WIDTH, AnalysisConfig, DecoderConfig
 from pvad.devices import resolve_device
@@ -97,6 +98,7 @@ class Analyzer:
         )
         self.classifier = self.classifier.to(self.device).eval()
         self.flow = FlowEstimator(analysis.flow)
+        self.background = card_background(self.card)  # the card's settings: the server must match training
         # (x - mean) / std as one multiply and one subtract: x * (1/std) - mean/std
         std = torch.tensor(self.card.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._inv_std = 1.0 / std
@@ -161,7 +163,7 @@ class Analyzer:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def new_camera_flow(self) -> CameraFlow:
-        return CameraFlow(self.flow)
+        return CameraFlow(self.flow, CameraBackground(self.background) if self.background is not None else None)
 
     def _normalise(self, batch_hwc: np.ndarray, scale: float = 1.0) -> torch.Tensor:
         """N x H x W x 3 (uint8 with scale 1/255, or float in [0, 1]) -> normalised N x 3 x H x W float32,
@@ -201,6 +203,9 @@ class Analyzer:
         frames = self._reconstruct([p for _, p in items])
         t1 = time.perf_counter()
         flows = self.flows([s for s, _ in items], frames)
+        backgrounds = None
+        if self.background is not None:  # each camera's frames in order (a camera twice in a batch too)
+            backgrounds = np.stack([s.background.next(f) for (s, _), f in zip(items, frames)])
         t2 = time.perf_counter()
         c = self.cfg.classifier
         bags = None
@@ -210,6 +215,8 @@ class Analyzer:
         t3 = time.perf_counter()
         with torch.inference_mode(), self._autocast():
             x = self._normalise(np.stack(frames), 1.0 / 255.0)
+            if backgrounds is not None:  # the foreground layout of models.two_stream: the means cancel
+                x = x.sub_(self._normalise(backgrounds, 1.0 / 255.0))
             flow = self._normalise(flows) if c.streams == 2 else None
             sigma = torch.sigmoid(self.classifier(x, flow, bags).float()).cpu().numpy()
         t4 = time.perf_counter()

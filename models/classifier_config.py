@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pvad.config import DetectorConfig, FlowConfig, HogDetector, Section
+from pvad.config import BackgroundConfig, DetectorConfig, FlowConfig, HogDetector, Section
 
 
 class ModelSection(Section):
@@ -30,6 +30,9 @@ class ModelSection(Section):
     )
     pool: Literal["avg", "avgmax"] = Field(
         "avg", description="global pooling of each stream: avg (paper) or avg and max concatenated (small anomalies)"
+    )
+    frame_input: Literal["rgb", "foreground"] = Field(
+        "rgb", description="what the frame stream sees: the frame (paper) or the frame minus the camera's background"
     )
     pretrained: Literal["auto", "never"] = Field(
         "auto", description="auto: ImageNet weights when cached or downloadable; never: random init"
@@ -107,6 +110,13 @@ class TrainClassifierConfig(Section):
         None, description="pass every frame through this autoencoder first (G §5.4), as the server sees it"
     )
     flow: FlowConfig = FlowConfig()
+    background: BackgroundConfig | None = Field(
+        None, description="background model for model.frame_input: foreground (null there = the defaults)"
+    )
+    calibration: Literal["none", "vl_f1"] = Field(
+        "none", description="vl_f1: after training, set the logit offset that maximises validation VL-F1 under the "
+        "SAS (needs sampling.validation_fps = camera_fps); none: the paper's raw confidences",
+    )
     detector: DetectorConfig = Field(
         default_factory=HogDetector, description="bag-of-objects detector; must match the server's"
     )
@@ -121,7 +131,21 @@ class TrainClassifierConfig(Section):
     def _weights_positive(self) -> TrainClassifierConfig:
         if min(self.class_weights) <= 0:
             raise ValueError("class_weights must both be positive")
+        if self.background is not None and self.model.frame_input != "foreground":
+            raise ValueError("background is set but model.frame_input is 'rgb', which uses no background")
+        if self.calibration != "none" and self.sampling.validation_fps != self.sampling.camera_fps:
+            raise ValueError(
+                f"calibration: {self.calibration} runs the SAS over the validation videos, which counts frames: "
+                f"sampling.validation_fps ({self.sampling.validation_fps:g}) must equal sampling.camera_fps "
+                f"({self.sampling.camera_fps:g})")
         return self
+
+    @property
+    def feature_background(self) -> BackgroundConfig | None:
+        """The background model the features need: the configured one, the defaults, or none (rgb input)."""
+        if self.model.frame_input != "foreground":
+            return None
+        return self.background or BackgroundConfig()
 
     @property
     def variant(self) -> str:

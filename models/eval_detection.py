@@ -36,7 +36,7 @@ from analysis_server.scoring import SigmoidalAnomalyScore
 from models.plots import save_figure
 from models.sampling import evaluation_targets, uniform_indices
 from models.train_classifier import Batches, SampleSet, predict
-from models.two_stream import TwoStreamClassifier, load_classifier
+from models.two_stream import TwoStreamClassifier, card_background, load_classifier
 from models.vad_data import VideoItem, load_dataset
 from models.vad_features import FeatureCache
 from pvad.config import DetectorConfig, FlowConfig, ScoringConfig
@@ -145,7 +145,7 @@ def evaluate_detection(
     model = model.to(dev).eval()
     ae, det, flow_cfg, cam_fps = _card_features(card, autoencoder=autoencoder, detector=detector, flow=flow, camera_fps=camera_fps)
     cache = FeatureCache(cache_dir, flow=flow_cfg, camera_fps=cam_fps, detector=det if model.use_bag else None,
-                         autoencoder=ae, device=str(dev))
+                         autoencoder=ae, background=card_background(card), device=str(dev))
     batches = Batches(model, card.mean, card.std, dev)
     scores: list[VideoScores] = []
     for v in tqdm(videos, desc="scoring videos", unit="video", disable=not progress):
@@ -263,7 +263,8 @@ def plot_gradcam(data: Path, checkpoint: Path, report: DetectionReport, path: Pa
 
     model, card = load_classifier(checkpoint, backbone=None, streams=None, bag=None, hidden=None, pretrained=False, seed=0)
     ae, det, flow_cfg, cam_fps = _card_features(card, autoencoder=None, detector=None, flow=None, camera_fps=None)
-    cache = FeatureCache(cache_dir, flow=flow_cfg, camera_fps=cam_fps, detector=det if model.use_bag else None, autoencoder=ae)
+    cache = FeatureCache(cache_dir, flow=flow_cfg, camera_fps=cam_fps, detector=det if model.use_bag else None, autoencoder=ae,
+                         background=card_background(card))
     dataset = {v.name: v for v in load_dataset(data, annotations=annotations).videos}
     batches = Batches(model, card.mean, card.std, torch.device("cpu"))
     picks = sorted(((float(s), v.name, j) for v in report.videos if v.anomalous for j, s in enumerate(v.sigma)), reverse=True)

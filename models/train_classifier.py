@@ -92,6 +92,7 @@ class SampleSet:
     weight: np.ndarray  # float32 class weight
     video: np.ndarray  # int32 index into `videos`
     videos: list[str] = field(default_factory=list)
+    background: np.ndarray | None = None  # uint8 like frame, for foreground models only
 
     def __len__(self) -> int:
         return len(self.target)
@@ -100,9 +101,11 @@ class SampleSet:
     def stack(parts: list[tuple[str, Features, np.ndarray]], class_weights: tuple[float, float]) -> SampleSet:
         """From (video name, features, 0/1 targets per feature row, -1 rows dropped)."""
         keep = [(name, f, t) for name, f, t in parts if len(f)]
-        frames, flows, bags, targets, vids = [], [], [], [], []
+        frames, flows, bags, targets, vids, backgrounds = [], [], [], [], [], []
         for vi, (_, f, t) in enumerate(keep):
             m = t >= 0
+            if f.background is not None:
+                backgrounds.append(f.background[m])
             frames.append(f.frame[m])
             flows.append(f.flow[m])
             bags.append(f.bag[m])
@@ -115,15 +118,18 @@ class SampleSet:
         return SampleSet(
             np.concatenate(frames), np.concatenate(flows), np.concatenate(bags), target, w,
             np.concatenate(vids), [name for name, _, _ in keep],
+            np.concatenate(backgrounds) if len(backgrounds) == len(frames) else None,
         )
 
 
 class Batches:
-    """Turns sample indices into normalised model inputs (the server's preprocessing)."""
+    """Turns sample indices into normalised model inputs (the server's preprocessing; the layouts,
+    foreground included, are in ``models.two_stream``)."""
 
     def __init__(self, model: TwoStreamClassifier, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
         self.streams = model.streams
         self.bag = model.use_bag
+        self.foreground = model.frame_input == "foreground"
         self.device = device
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0
@@ -132,18 +138,32 @@ class Batches:
         x = torch.from_numpy(arr).to(self.device).permute(0, 3, 1, 2).float()
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
+    def _difference(self, frame_u8: np.ndarray, bg_u8: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(frame_u8).to(self.device).permute(0, 3, 1, 2).float()
+        b = torch.from_numpy(bg_u8).to(self.device).permute(0, 3, 1, 2).float()
+        return ((x - b) / self.std).contiguous(memory_format=torch.channels_last)
+
     def inputs(self, s: SampleSet, idx: np.ndarray, *, flip: np.ndarray | None = None):
         frame_u8 = s.frame[idx]
         flow_u8 = s.flow[idx] if self.streams == 2 else None
+        bg_u8 = None
+        if self.foreground:
+            if s.background is None:
+                raise ConfigError("this classifier's frame stream sees the foreground, but the features hold no "
+                                  "background (FeatureCache needs the card's background settings)")
+            bg_u8 = s.background[idx]
         if flip is not None and flip.any():
             frame_u8 = frame_u8.copy()
             frame_u8[flip] = frame_u8[flip][:, :, ::-1]
+            if bg_u8 is not None:
+                bg_u8 = bg_u8.copy()
+                bg_u8[flip] = bg_u8[flip][:, :, ::-1]
             if flow_u8 is not None:
                 flow_u8 = flow_u8.copy()
                 mirrored = flow_u8[flip][:, :, ::-1].copy()
                 mirrored[..., 0] = 255 - mirrored[..., 0]  # dx changes sign: 0.5 + dx/2c -> 0.5 - dx/2c
                 flow_u8[flip] = mirrored
-        frame = self._img(frame_u8)
+        frame = self._img(frame_u8) if bg_u8 is None else self._difference(frame_u8, bg_u8)
         flow = self._img(flow_u8) if flow_u8 is not None else None
         bag = torch.from_numpy(s.bag[idx]).to(self.device) if self.bag else None
         return frame, flow, bag
@@ -390,7 +410,8 @@ def _train(cfg: TrainClassifierConfig, device: torch.device, d: Dist, progress: 
     m = cfg.model
     cache = FeatureCache(
         cfg.cache_dir, flow=cfg.flow, camera_fps=cfg.sampling.camera_fps,
-        detector=cfg.detector if m.bag else None, autoencoder=cfg.autoencoder, device=str(device),
+        detector=cfg.detector if m.bag else None, autoencoder=cfg.autoencoder, background=cfg.feature_background,
+        device=str(device),
     )
     train, val, val_videos, counts = prepare_samples(cfg, dataset, cache, d, progress)
     log.info("%s: %s (features: %d cached, %d computed here)", cfg.variant, counts, cache.hits, cache.misses)
@@ -399,7 +420,7 @@ def _train(cfg: TrainClassifierConfig, device: torch.device, d: Dist, progress: 
         torch.manual_seed(cfg.seed)
         model = TwoStreamClassifier(backbone=m.backbone, streams=m.streams, bag=m.bag, hidden=m.hidden,
                                     dropout=m.dropout, input_scale=m.input_scale, pool=m.pool,
-                                    pretrained=m.pretrained == "auto")
+                                    frame_input=m.frame_input, pretrained=m.pretrained == "auto")
     if cfg.bn_momentum is not None:
         for mod in model.modules():
             if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
@@ -471,8 +492,26 @@ def _train(cfg: TrainClassifierConfig, device: torch.device, d: Dist, progress: 
         p.requires_grad_(True)
     if not d.main:
         return None
+    calibration = None
+    if cfg.calibration == "vl_f1":
+        calibration = _calibrate(model, batches, val, val_videos)
     final = _validate(model, batches, val, Dist())
-    return _finish(cfg, model, final, state, counts, val_videos, dataset)
+    return _finish(cfg, model, final, state, counts, val_videos, dataset, calibration)
+
+
+def _calibrate(model: TwoStreamClassifier, batches: Batches, val: SampleSet, val_videos: list[VideoItem]):
+    """Set ``model.logit_bias`` from the validation videos (``models.calibration``)."""
+    from models.calibration import fit_logit_bias
+
+    category = {v.name: v.category for v in val_videos}
+    probs = np.clip(predict(model, batches, val, np.arange(len(val))).astype(np.float64), 1e-7, 1 - 1e-7)
+    logits = np.log(probs) - np.log1p(-probs)
+    videos = [(name, category[name], logits[val.video == i]) for i, name in enumerate(val.videos)]
+    cal = fit_logit_bias(videos)
+    model.logit_bias = cal.bias
+    log.info("calibration: logit offset %+.2f; validation VL-F1 %.3f -> %.3f (TPR %.2f, FPR %.2f)", cal.bias,
+             cal.before["vl_f1"], cal.after["vl_f1"], cal.after["vl_tpr"], cal.after["vl_fpr"])
+    return cal
 
 
 def _synth_manifest(root: Path) -> dict[str, Any] | None:
@@ -487,7 +526,7 @@ def _synth_manifest(root: Path) -> dict[str, Any] | None:
     return {k: m.get(k) for k in ("generator", "seed", "params")}
 
 
-def _finish(cfg, model, final, state, counts, val_videos, dataset) -> TrainResult:
+def _finish(cfg, model, final, state, counts, val_videos, dataset, calibration=None) -> TrainResult:
     epoch_s = float(np.median(state["epoch_seconds"])) if state["epoch_seconds"] else math.nan
     epochs = Counter(r["phase"] for r in state["history"])
     provenance = (
@@ -525,7 +564,9 @@ def _finish(cfg, model, final, state, counts, val_videos, dataset) -> TrainResul
             "flow": cfg.flow.model_dump(mode="json"),
             "detector": cfg.detector.model_dump(mode="json") if cfg.model.bag else None,
             "camera_fps": cfg.sampling.camera_fps,
+            "background": bg.model_dump(mode="json") if (bg := cfg.feature_background) is not None else None,
         },
+        "calibration": calibration.as_dict() if calibration is not None else None,
         "epoch_seconds_median": round(epoch_s, 1),
         "history": state["history"],
     }

@@ -8,8 +8,18 @@ classified by FC(hidden) → ReLU → Dropout → FC(hidden) → ReLU → Dropou
 fixed-camera view an anomaly may cover a few percent of the frame, and the average of a feature
 map dilutes it by that share while the maximum keeps it.
 
+``frame_input="foreground"`` (not in the papers) feeds the frame stream the frame minus the
+camera's background (``analysis_server.background``) instead of the frame: a network trained from
+scratch on a few hundred fixed-camera scenes otherwise scores each scene's background.
+
+``logit_bias`` (not in the papers) is added to the output logit. Training leaves it at 0 and then
+sets it on the validation videos so that the sigmoidal anomaly score's fixed τ = 0.5 separates
+normal from anomalous videos (``models.calibration``); hard mining and the 1:2 class weights
+otherwise push every confidence up.
+
 Layouts (normalisation with the card's mean/std is the caller's job):
-- ``frame``: ``N×3×H×W`` float, normalised RGB;
+- ``frame``: ``N×3×H×W`` float, normalised RGB; for ``frame_input="foreground"`` the normalised
+  frame minus the normalised background, i.e. ``(frame − background) / (255·std)``;
 - ``flow``: ``N×3×H×W`` float, flow encoded as a 3-channel image, normalised the same way;
 - ``bag``: ``N×bag_dim`` float raw per-class object counts (≥ 0). The model applies
   ``torch.log1p`` itself so that counts of 0..dozens land on a scale similar to pooled features.
@@ -28,6 +38,7 @@ from torch import nn
 
 from models.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone
 from models.checkpoint import ModelCard, load_model, register_architecture, rgb_card
+from pvad.config import BackgroundConfig
 from pvad.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +46,7 @@ logger = logging.getLogger(__name__)
 ARCHITECTURE = "two-stream"
 INPUT_SIZE: tuple[int, int] = (240, 320)  # (H, W), the autoencoder's frame size
 POOLS = ("avg", "avgmax")
+FRAME_INPUTS = ("rgb", "foreground")
 
 
 class TwoStreamClassifier(nn.Module):
@@ -51,6 +63,8 @@ class TwoStreamClassifier(nn.Module):
         dropout: float = 0.5,
         input_scale: float = 1.0,
         pool: str = "avg",
+        frame_input: str = "rgb",
+        logit_bias: float = 0.0,
         pretrained: bool = False,
     ) -> None:
         super().__init__()
@@ -64,7 +78,11 @@ class TwoStreamClassifier(nn.Module):
             raise ValueError(f"input_scale must be in (0, 1], got {input_scale}")
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        if frame_input not in FRAME_INPUTS:
+            raise ValueError(f"frame_input must be one of {FRAME_INPUTS}, got {frame_input!r}")
         self.pool = pool
+        self.frame_input = frame_input
+        self.logit_bias = float(logit_bias)
         self.input_scale = input_scale
         self.backbone_name = backbone
         self.streams = streams
@@ -99,6 +117,8 @@ class TwoStreamClassifier(nn.Module):
             "dropout": self.dropout,
             "input_scale": self.input_scale,
             "pool": self.pool,
+            "frame_input": self.frame_input,
+            "logit_bias": self.logit_bias,
         }
 
     @property
@@ -140,7 +160,8 @@ class TwoStreamClassifier(nn.Module):
             parts.append(self._pooled(self.flow_stream, flow))
         if self.use_bag:
             parts.append(torch.log1p(bag.to(parts[0].dtype)))
-        return self.head(torch.cat(parts, dim=1)).squeeze(-1)
+        logits = self.head(torch.cat(parts, dim=1)).squeeze(-1)
+        return logits + self.logit_bias if self.logit_bias else logits
 
     def _pooled(self, stream: nn.Module, x: torch.Tensor) -> torch.Tensor:
         z = stream.forward_features(self._rescale(x))
@@ -176,6 +197,14 @@ def two_stream_card(*, trained: bool, provenance: str, **arch_kwargs: Any) -> Mo
     arch_kwargs.pop("pretrained", None)
     return rgb_card(ARCHITECTURE, arch_kwargs, INPUT_SIZE, trained=trained, provenance=provenance,
                     mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def card_background(card: ModelCard) -> BackgroundConfig | None:
+    """The background model a classifier's inputs need: its card's, for ``frame_input="foreground"``."""
+    if card.arch_kwargs.get("frame_input", "rgb") != "foreground":
+        return None
+    saved = ((card.extra or {}).get("features") or {}).get("background")
+    return BackgroundConfig(**saved) if saved else BackgroundConfig()
 
 
 def load_classifier(

@@ -10,7 +10,11 @@ For each sampled frame index ``t`` of a video the cache holds, exactly as the se
   computes between consecutive frames of a camera streaming at ``camera_fps``. Stored as uint8
   (flow image × 255; the quantisation error, ≤ 1/510, is far below the flow's own noise);
 * ``bag``: the 80-class bag-of-objects of the detector on the (reconstructed) frame;
-* ``labels``: the dataset's per-frame label (NORMAL / SOFT / HARD) at ``t``.
+* ``labels``: the dataset's per-frame label (NORMAL / SOFT / HARD) at ``t``;
+* ``background`` (only for a ``BackgroundConfig``): the camera's background at ``t``
+  (``analysis_server.background``, RGB uint8 240×320), the model fed every ``step``-th source
+  frame from the start, as a camera streaming at ``camera_fps`` would send them (and ``t`` itself
+  when it falls between two), each (reconstructed) as the server sees it.
 
 Entries are keyed by the video file (path, size, mtime), the sample indices and everything that
 changes the features (flow settings, detector, autoencoder file), so changing any of them
@@ -20,6 +24,7 @@ recomputes and nothing stale is ever read.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -30,8 +35,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from analysis_server.background import CameraBackground
 from analysis_server.flow import CameraFlow, FlowEstimator
-from pvad.config import FRAME_HEIGHT, FRAME_WIDTH, FlowConfig
+from pvad.config import FRAME_HEIGHT, FRAME_WIDTH, BackgroundConfig, FlowConfig
 from pvad.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -48,6 +54,7 @@ class Features:
     flow: np.ndarray  # (N, 240, 320, 3) uint8, flow image * 255
     bag: np.ndarray  # (N, 80) float32 object counts (zeros without a detector)
     labels: np.ndarray  # (N,) uint8 NORMAL / SOFT / HARD
+    background: np.ndarray | None = None  # (N, 240, 320, 3) uint8 RGB, with a BackgroundConfig only
 
     def __len__(self) -> int:
         return len(self.index)
@@ -58,27 +65,30 @@ def flow_step(video_fps: float, camera_fps: float) -> int:
     return max(1, round(video_fps / camera_fps))
 
 
-def read_frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    """The frames at ``wanted`` indices, read sequentially (seeking is unreliable in mp4), BGR 240×320."""
+def scan_frames(path: Path, accept, last: int):
+    """Yield ``(index, BGR 240×320 frame)`` for each index ≤ ``last`` that ``accept(index)`` takes,
+    reading sequentially (seeking is unreliable in mp4)."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ConfigError(f"{path}: OpenCV cannot open this video")
-    out: dict[int, np.ndarray] = {}
-    last = max(wanted) if wanted else -1
     i = 0
     try:
         while i <= last:
-            if i in wanted:
+            if accept(i):
                 ok, frame = cap.read()
                 if not ok:
                     break
-                out[i] = cv2.resize(frame, (FRAME_WIDTH, FRAME_HEIGHT), interpolation=cv2.INTER_AREA)
+                yield i, cv2.resize(frame, (FRAME_WIDTH, FRAME_HEIGHT), interpolation=cv2.INTER_AREA)
             elif not cap.grab():
                 break
             i += 1
     finally:
         cap.release()
-    return out
+
+
+def read_frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+    """The frames at ``wanted`` indices, BGR 240×320."""
+    return dict(scan_frames(path, wanted.__contains__, max(wanted) if wanted else -1))
 
 
 class FeatureCache:
@@ -92,6 +102,7 @@ class FeatureCache:
         camera_fps: float,
         detector=None,  # a DetectorConfig, or None when the model uses no bag
         autoencoder: Path | None = None,
+        background: BackgroundConfig | None = None,
         device: str = "cpu",
     ) -> None:
         self.root = Path(root)
@@ -99,6 +110,7 @@ class FeatureCache:
         self.camera_fps = camera_fps
         self.detector_cfg = detector
         self.autoencoder_path = autoencoder
+        self.background_cfg = background
         self.device = device
         self._detector = None
         self._ae = None
@@ -111,6 +123,8 @@ class FeatureCache:
             "detector": detector.model_dump(mode="json") if detector is not None else None,
             "autoencoder": _file_key(autoencoder) if autoencoder is not None else None,
         }
+        if background is not None:  # only then: the keys of caches without one stay as they were
+            spec["background"] = background.model_dump(mode="json")
         self.spec = spec
         self._spec_key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -148,7 +162,8 @@ class FeatureCache:
         if path.is_file():
             try:
                 with np.load(path) as z:
-                    feats = Features(z["index"], z["frame"], z["flow"], z["bag"], z["labels"])
+                    feats = Features(z["index"], z["frame"], z["flow"], z["bag"], z["labels"],
+                                     z["background"] if self.background_cfg is not None else None)
                 self.hits += 1
                 return feats
             except (OSError, ValueError, KeyError) as err:  # a torn or foreign file: recompute
@@ -183,7 +198,24 @@ class FeatureCache:
             flows[j] = np.round(state.next(rgb[int(i)]) * 255.0).astype(np.uint8)
         frame_arr = np.stack([rgb[int(i)] for i in kept]) if len(kept) else np.zeros((0, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
         bags = self._bags(frame_arr)
-        return Features(kept, frame_arr, flows, bags, np.asarray(video.labels, np.uint8)[kept])
+        backgrounds = self._backgrounds(video.path, kept, step) if self.background_cfg is not None else None
+        return Features(kept, frame_arr, flows, bags, np.asarray(video.labels, np.uint8)[kept], backgrounds)
+
+    def _backgrounds(self, path: Path, kept: np.ndarray, step: int) -> np.ndarray:
+        """The camera's background at each of ``kept`` (layout in the module docstring)."""
+        out = np.empty((len(kept), FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
+        if not len(kept):
+            return out
+        where = {int(i): j for j, i in enumerate(kept)}
+        model = CameraBackground(self.background_cfg)
+        frames = scan_frames(path, lambda i: i % step == 0 or i in where, int(kept[-1]))
+        while chunk := [(i, cv2.cvtColor(f, cv2.COLOR_BGR2RGB)) for i, f in itertools.islice(frames, 32)]:
+            rgb = self._reconstruct(dict(chunk))
+            for i, _ in chunk:
+                bg = model.next(rgb[i])
+                if i in where:
+                    out[where[i]] = bg
+        return out
 
     def _reconstruct(self, rgb: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         ae = self._get_autoencoder()
@@ -226,7 +258,8 @@ def _atomic_savez(path: Path, feats: Features) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
     os.close(fd)
     try:
-        np.savez(tmp, index=feats.index, frame=feats.frame, flow=feats.flow, bag=feats.bag, labels=feats.labels)
+        extra = {"background": feats.background} if feats.background is not None else {}
+        np.savez(tmp, index=feats.index, frame=feats.frame, flow=feats.flow, bag=feats.bag, labels=feats.labels, **extra)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -274,6 +274,13 @@ class FlowConfig(Section):
     clip: float = Field(20.0, gt=0.0, description="flow magnitude (pixels) mapped to full scale")
 
 
+class BackgroundConfig(Section):
+    """Per-camera background model (OpenCV MOG2) for classifiers whose frame stream sees the foreground."""
+
+    history: int = Field(500, ge=1, description="frames the model remembers (MOG2 history)")
+    var_threshold: float = Field(16.0, gt=0.0, description="squared Mahalanobis distance that counts as foreground")
+
+
 class ClassifierConfig(Section):
     checkpoint: Path | None = Field(None, description="trained classifier; null = untrained (said loudly)")
     backbone: str = Field("resnet50", description="registered backbone: resnet50, resnet18, mobilenet_v3_small, tiny")
