@@ -51,7 +51,7 @@ from models.sampling import (
 )
 from models.two_stream import TwoStreamClassifier, two_stream_card
 from models.vad_data import VadDataset, VideoItem, load_dataset
-from models.vad_features import FeatureCache, Features
+from models.vad_features import FeatureCache
 from pvad.devices import resolve_device
 from pvad.errors import ConfigError
 
@@ -98,27 +98,45 @@ class SampleSet:
         return len(self.target)
 
     @staticmethod
-    def stack(parts: list[tuple[str, Features, np.ndarray]], class_weights: tuple[float, float]) -> SampleSet:
-        """From (video name, features, 0/1 targets per feature row, -1 rows dropped)."""
-        keep = [(name, f, t) for name, f, t in parts if len(f)]
-        frames, flows, bags, targets, vids, backgrounds = [], [], [], [], [], []
-        for vi, (_, f, t) in enumerate(keep):
+    def stack(parts, class_weights: tuple[float, float], capacity: int | None = None) -> SampleSet:
+        """From (video name, features, 0/1 targets per feature row, -1 rows dropped).
+
+        ``parts`` may be a generator that loads one video at a time; with ``capacity`` (at least the
+        number of feature rows to come) the arrays are allocated once and filled as it goes, so
+        memory holds the stacked samples and one video, not every video twice over.
+        """
+        if capacity is None:
+            parts = list(parts)
+            capacity = sum(len(f) for _, f, _ in parts)
+        out: dict[str, np.ndarray] = {}
+        targets, vids, names = [], [], []
+        n = 0
+        for name, f, t in parts:
             m = t >= 0
+            k = int(m.sum())
+            if not len(f):
+                continue
+            arrays = {"frame": f.frame, "flow": f.flow, "bag": f.bag}
             if f.background is not None:
-                backgrounds.append(f.background[m])
-            frames.append(f.frame[m])
-            flows.append(f.flow[m])
-            bags.append(f.bag[m])
+                arrays["background"] = f.background
+            for key, a in arrays.items():
+                if key not in out:
+                    out[key] = np.empty((capacity, *a.shape[1:]), a.dtype)
+                if n + k > capacity:
+                    raise ValueError(f"SampleSet.stack: more than capacity={capacity} rows")
+                out[key][n:n + k] = a[m]
             targets.append(t[m].astype(np.float32))
-            vids.append(np.full(int(m.sum()), vi, np.int32))
-        if not frames:
+            vids.append(np.full(k, len(names), np.int32))
+            names.append(name)
+            n += k
+        if not names:
             raise ConfigError("no samples: every video of this split was empty or excluded")
         target = np.concatenate(targets)
         w = np.where(target > 0.5, class_weights[1], class_weights[0]).astype(np.float32)
+        bg = out.get("background")
         return SampleSet(
-            np.concatenate(frames), np.concatenate(flows), np.concatenate(bags), target, w,
-            np.concatenate(vids), [name for name, _, _ in keep],
-            np.concatenate(backgrounds) if len(backgrounds) == len(frames) else None,
+            out["frame"][:n], out["flow"][:n], out["bag"][:n], target, w, np.concatenate(vids), names,
+            bg[:n] if bg is not None else None,
         )
 
 
@@ -236,13 +254,21 @@ class TrainResult:
 
 
 def _features(cache: FeatureCache, videos: list[VideoItem], indices: list[np.ndarray], d: Dist,
-              what: str, progress: bool) -> list[Features]:
-    """Features of every video; under DDP each rank computes its share, then all read the cache."""
+              what: str, progress: bool) -> None:
+    """Compute (or find) every video's features; under DDP each rank computes its share."""
     mine = [i for i in range(len(videos)) if i % d.world == d.rank]
     for i in tqdm(mine, desc=f"features ({what})", unit="video", disable=not progress or not d.main):
         cache.get(videos[i], indices[i])
     d.barrier()
-    return [cache.get(v, ix) for v, ix in zip(videos, indices)]
+
+
+def _stacked(cache: FeatureCache, videos: list[VideoItem], indices: list[np.ndarray], targets, weights) -> SampleSet:
+    """The cached features of ``videos`` as one SampleSet, read back one video at a time."""
+    def parts():
+        for v, ix in zip(videos, indices):
+            f = cache.get(v, ix)
+            yield v.name, f, targets(f.labels)
+    return SampleSet.stack(parts(), weights, capacity=sum(len(ix) for ix in indices))
 
 
 def _set_phase(model: TwoStreamClassifier, phase: PhaseSection) -> list[torch.nn.Parameter]:
@@ -372,16 +398,12 @@ def prepare_samples(cfg: TrainClassifierConfig, dataset: VadDataset, cache: Feat
         for v in train_videos
     ]
     va_idx = [uniform_indices(v.n_frames, v.fps, s.validation_fps) for v in val_videos]
-    tr_feats = _features(cache, train_videos, tr_idx, d, "train", progress)
-    va_feats = _features(cache, val_videos, va_idx, d, "validation", progress)
-    train = SampleSet.stack(
-        [(v.name, f, training_targets(f.labels, hard_only=cfg.hard_anomalies_only, soft=cfg.soft_frames))
-         for v, f in zip(train_videos, tr_feats)],
-        cfg.class_weights,
-    )
-    val = SampleSet.stack(
-        [(v.name, f, evaluation_targets(f.labels)) for v, f in zip(val_videos, va_feats)], cfg.class_weights
-    )
+    _features(cache, train_videos, tr_idx, d, "train", progress)
+    _features(cache, val_videos, va_idx, d, "validation", progress)
+    train = _stacked(cache, train_videos, tr_idx,
+                     lambda labels: training_targets(labels, hard_only=cfg.hard_anomalies_only, soft=cfg.soft_frames),
+                     cfg.class_weights)
+    val = _stacked(cache, val_videos, va_idx, evaluation_targets, cfg.class_weights)
     counts = {
         "train_videos": len(train_videos), "train_samples": len(train),
         "train_anomalous": int(train.target.sum()), "validation_videos": len(val_videos),

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_analysis
 from pydantic import ValidationError
 
 from analysis_server.background import CameraBackground
@@ -19,12 +20,21 @@ from models.eval_detection import evaluate_detection
 from models.sampling import uniform_indices
 from models.synth import SynthParams, make_benchmark
 from models.train_classifier import Batches, SampleSet, predict, train_classifier
-from models.two_stream import TwoStreamClassifier, card_background, load_classifier, two_stream_card
+from models.two_stream import (
+    TwoStreamClassifier,
+    card_background,
+    load_classifier,
+    two_stream_card,
+)
 from models.vad_data import load_dataset
 from models.vad_features import FeatureCache, read_frames
-from pvad.config import BackgroundConfig, ClassifierConfig, DecoderConfig, FlowConfig, ScoringConfig
-
-from conftest import tiny_analysis
+from pvad.config import (
+    BackgroundConfig,
+    ClassifierConfig,
+    DecoderConfig,
+    FlowConfig,
+    ScoringConfig,
+)
 
 TINY = SynthParams(seed=7, videos=6, frames=60, fps=10.0)
 

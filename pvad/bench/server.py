@@ -93,10 +93,13 @@ def isolated_ms(analyzer: Analyzer, latents: list, batch: int) -> dict[str, floa
     states = [analyzer.new_camera_flow() for _ in rgb]
     prev = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in np.roll(rgb, 1, axis=0)]  # each camera: a real predecessor
 
-    def flows() -> None:
+    def flows() -> None:  # the pipeline's "flow" stage: flow, and the background for a foreground classifier
         for st, g in zip(states, prev):
             st.prev_gray = g
         analyzer.flows(states, list(rgb))
+        if analyzer.background is not None:
+            for st, f in zip(states, rgb):
+                st.background.next(f)
 
     flow = best(flows)
     x = analyzer._normalise(rgb, 1.0 / 255.0)
