@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import torch
 
-from analysis_server.detectors import bag_of_objects, create_detector
 from analysis_server.background import CameraBackground
+from analysis_server.detectors import bag_of_objects, create_detector
 from analysis_server.flow import CameraFlow, FlowEstimator
 from analysis_server.validate import Payload
 from models.autoencoder import LATENT_SHAPE, encoder_id, load_autoencoder

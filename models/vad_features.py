@@ -17,7 +17,7 @@ For each sampled frame index ``t`` of a video the cache holds, exactly as the se
   when it falls between two), each (reconstructed) as the server sees it.
 
 Entries are keyed by the video file (path, size, mtime), the sample indices and everything that
-changes the features (flow settings, detector, autoencoder file), so changing any of them
+changes the features (flow settings, detector, autoencoder file, background model), so changing any of them
 recomputes and nothing stale is ever read.
 """
 
