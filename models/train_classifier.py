@@ -112,18 +112,18 @@ class SampleSet:
         targets, vids, names = [], [], []
         n = 0
         for name, f, t in parts:
-            m = t >= 0
-            k = int(m.sum())
             if not len(f):
                 continue
+            m = t >= 0
+            k = int(m.sum())
+            if n + k > capacity:
+                raise ValueError(f"SampleSet.stack: more than capacity={capacity} rows")
             arrays = {"frame": f.frame, "flow": f.flow, "bag": f.bag}
             if f.background is not None:
                 arrays["background"] = f.background
             for key, a in arrays.items():
                 if key not in out:
                     out[key] = np.empty((capacity, *a.shape[1:]), a.dtype)
-                if n + k > capacity:
-                    raise ValueError(f"SampleSet.stack: more than capacity={capacity} rows")
                 out[key][n:n + k] = a[m]
             targets.append(t[m].astype(np.float32))
             vids.append(np.full(k, len(names), np.int32))
@@ -533,6 +533,9 @@ def _calibrate(model: TwoStreamClassifier, batches: Batches, val: SampleSet, val
     model.logit_bias = cal.bias
     log.info("calibration: logit offset %+.2f; validation VL-F1 %.3f -> %.3f (TPR %.2f, FPR %.2f)", cal.bias,
              cal.before["vl_f1"], cal.after["vl_f1"], cal.after["vl_tpr"], cal.after["vl_fpr"])
+    if cal.after["vl_fpr"] == 1.0 and cal.after["vl_tpr"] == 1.0:
+        log.warning("calibration: no offset beats flagging every validation video; this model does not tell "
+                    "anomalous videos from normal ones under the SAS")
     return cal
 
 
