@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from models.synth import SynthParams
 from pvad.config import (
     AnalysisConfig,
     BatchingConfig,
@@ -19,11 +20,22 @@ from pvad.config import (
     ServerTLS,
 )
 
+TINY_SYNTH = SynthParams(seed=5, videos=6, frames=60, fps=10.0)
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 INTEL_VIDEO = SHARED_DATA / "intel_sample_videos" / "one-by-one-person-detection.mp4"
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (absent on this clone)")
 
 CAMERAS = ("cam-1", "cam-2")
+
+
+@pytest.fixture(scope="session")
+def synth_bench(tmp_path_factory) -> Path:
+    """A tiny `pvad synth` benchmark (TINY_SYNTH: 6 videos of 60 frames), written once per session."""
+    from models.synth import make_benchmark
+
+    out = tmp_path_factory.mktemp("synth") / "bench"
+    make_benchmark(out, TINY_SYNTH)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ import torch
 
 from models.classifier_config import TrainClassifierConfig
 from models.eval_detection import evaluate_detection
-from models.synth import SynthParams, make_benchmark
 from models.train_classifier import (
     Batches,
     Dist,
@@ -29,19 +28,10 @@ from models.vad_data import load_dataset
 from models.vad_features import FeatureCache
 from pvad.config import load_config
 
-TINY = SynthParams(seed=5, videos=6, frames=60, fps=10.0)
 
-
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth") / "bench"
-    make_benchmark(out, TINY)
-    return out
-
-
-def _cfg(bench: Path, tmp: Path, **over) -> TrainClassifierConfig:
+def _cfg(synth_bench: Path, tmp: Path, **over) -> TrainClassifierConfig:
     raw = {
-        "data": bench, "out": tmp / "clf.pt", "cache_dir": tmp / "cache", "threads": 2,
+        "data": synth_bench, "out": tmp / "clf.pt", "cache_dir": tmp / "cache", "threads": 2,
         "model": {"backbone": "tiny", "streams": 2, "bag": False, "hidden": 32, "pretrained": "never", "dropout": 0.0},
         "sampling": {"anomalous_fps": 10, "normal_fps": 10, "camera_fps": 10, "validation_fps": 10},
         "detector": {"backend": "none"}, "batch_size": 8, "hard_mining": {"alpha": 2},
@@ -60,8 +50,8 @@ def _train_loss(cfg: TrainClassifierConfig, model: TwoStreamClassifier) -> float
     return float((-(t * np.log(p) + (1 - t) * np.log(1 - p)) * train.weight).mean())
 
 
-def test_short_training_lowers_the_loss_and_writes_a_card(bench: Path, tmp_path: Path):
-    cfg = _cfg(bench, tmp_path)
+def test_short_training_lowers_the_loss_and_writes_a_card(synth_bench: Path, tmp_path: Path):
+    cfg = _cfg(synth_bench, tmp_path)
     torch.manual_seed(cfg.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -80,15 +70,15 @@ def test_short_training_lowers_the_loss_and_writes_a_card(bench: Path, tmp_path:
     prepare_samples(cfg, load_dataset(cfg.data), cache, Dist(), progress=False)
     assert cache.misses == 0 and cache.hits > 0
 
-    report = evaluate_detection(bench, result.out, split="all", cache_dir=cfg.cache_dir, progress=False)
+    report = evaluate_detection(synth_bench, result.out, split="all", cache_dir=cfg.cache_dir, progress=False)
     m = report.metrics
     assert m["videos"] == 6 and m["frames"] == 6 * 60
     assert 0.0 <= m["fl_auc"] <= 1.0 and 0.0 <= m["vl_f1"] <= 1.0
     assert m["anomalous_videos"] == 3
 
 
-def test_resume_continues_where_the_run_stopped(bench: Path, tmp_path: Path):
-    cfg = _cfg(bench, tmp_path, phases=[{"train": "all", "lr": 3e-3, "max_epochs": 2}])
+def test_resume_continues_where_the_run_stopped(synth_bench: Path, tmp_path: Path):
+    cfg = _cfg(synth_bench, tmp_path, phases=[{"train": "all", "lr": 3e-3, "max_epochs": 2}])
     train_classifier(cfg, progress=False)
     longer = cfg.model_copy(update={"phases": [cfg.phases[0].model_copy(update={"max_epochs": 3})], "resume": True})
     # the phase already finished, so a resumed run with a longer phase does not redo the first epochs
@@ -110,9 +100,9 @@ def test_shipped_config_validates():
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").is_file(),
                     reason="torchrun is not installed")
-def test_torchrun_two_processes(bench: Path, tmp_path: Path):
+def test_torchrun_two_processes(synth_bench: Path, tmp_path: Path):
     """DDP on gloo with 2 CPU processes: both ranks train, rank 0 writes the checkpoint."""
-    cfg = _cfg(bench, tmp_path, phases=[{"train": "all", "lr": 3e-3, "max_epochs": 1}], threads=1)
+    cfg = _cfg(synth_bench, tmp_path, phases=[{"train": "all", "lr": 3e-3, "max_epochs": 1}], threads=1)
     path = tmp_path / "c.yaml"
     raw = json.loads(cfg.model_dump_json())
     raw["kind"] = "train-classifier"
@@ -130,7 +120,7 @@ def test_torchrun_two_processes(bench: Path, tmp_path: Path):
     assert Path(lines[0]["checkpoint"]).is_file()
 
 
-def test_ablation_trains_missing_variants_and_tabulates_them(bench: Path, tmp_path: Path, capsys):
+def test_ablation_trains_missing_variants_and_tabulates_them(synth_bench: Path, tmp_path: Path, capsys):
     from pvad.cli import main
 
     one = {"phases": [{"train": "all", "lr": 3e-3, "max_epochs": 1}]}
@@ -138,12 +128,12 @@ def test_ablation_trains_missing_variants_and_tabulates_them(bench: Path, tmp_pa
     for name, over in (("2S-ha", {"hard_anomalies_only": True}),
                        ("1S-no-hm", {"model": {"backbone": "tiny", "streams": 1, "bag": False, "hidden": 16,
                                                "pretrained": "never"}, "hard_mining": {"enabled": False}})):
-        cfg = _cfg(bench, tmp_path, out=tmp_path / f"{name}.pt", **one, **over)
+        cfg = _cfg(synth_bench, tmp_path, out=tmp_path / f"{name}.pt", **one, **over)
         path = tmp_path / f"{name}.yaml"
         path.write_text(json.dumps({"kind": "train-classifier", **cfg.model_dump(mode="json")}))
         paths.append(str(path))
     out = tmp_path / "ablation"
-    args = ["eval", "ablation", *paths, "--data", str(bench), "--out", str(out), "--no-progress", "--json"]
+    args = ["eval", "ablation", *paths, "--data", str(synth_bench), "--out", str(out), "--no-progress", "--json"]
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
     assert [r["variant"] for r in rows] == ["2S-ha", "1S-no-hm"]

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_analysis
 from pydantic import ValidationError
 
 from analysis_server.background import CameraBackground
@@ -18,7 +17,6 @@ from models.checkpoint import save_checkpoint
 from models.classifier_config import TrainClassifierConfig
 from models.eval_detection import evaluate_detection
 from models.sampling import uniform_indices
-from models.synth import SynthParams, make_benchmark
 from models.train_classifier import Batches, SampleSet, predict, train_classifier
 from models.two_stream import (
     TwoStreamClassifier,
@@ -36,14 +34,7 @@ from pvad.config import (
     ScoringConfig,
 )
 
-TINY = SynthParams(seed=7, videos=6, frames=60, fps=10.0)
-
-
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth-fg") / "bench"
-    make_benchmark(out, TINY)
-    return out
+from conftest import TINY_SYNTH, tiny_analysis
 
 
 def _scene(rng: np.random.Generator, t: int, bg: np.ndarray) -> np.ndarray:
@@ -71,9 +62,9 @@ def test_background_learns_the_static_scene_and_not_what_moves():
     assert model.next(np.zeros((120, 160, 3), np.uint8)).shape == (120, 160, 3)
 
 
-def test_cached_backgrounds_equal_the_servers(bench: Path, tmp_path: Path):
+def test_cached_backgrounds_equal_the_servers(synth_bench: Path, tmp_path: Path):
     """The training features hold the background the server's per-camera model has at that frame."""
-    video = load_dataset(bench).videos[0]
+    video = load_dataset(synth_bench).videos[0]
     idx = np.array([5, 17, 40])
     cache = FeatureCache(tmp_path, flow=FlowConfig(), camera_fps=10.0, background=BackgroundConfig(history=50))
     f = cache.get(video, idx)
@@ -109,7 +100,7 @@ def test_foreground_inputs_are_the_difference_and_flip_with_the_frame():
         Batches(model, mean, std, torch.device("cpu")).inputs(s, np.arange(2))
 
 
-def test_server_scores_a_foreground_model_like_training(bench: Path, tmp_path: Path):
+def test_server_scores_a_foreground_model_like_training(synth_bench: Path, tmp_path: Path):
     torch.manual_seed(0)
     model = TwoStreamClassifier(backbone="tiny", streams=2, bag=False, hidden=16, frame_input="foreground",
                                 logit_bias=-0.7).eval()
@@ -120,7 +111,7 @@ def test_server_scores_a_foreground_model_like_training(bench: Path, tmp_path: P
     assert loaded.frame_input == "foreground" and loaded.logit_bias == -0.7
     assert card_background(loaded_card) == BackgroundConfig(history=40)
 
-    video = load_dataset(bench).videos[1]
+    video = load_dataset(synth_bench).videos[1]
     idx = uniform_indices(video.n_frames, video.fps, 10.0)[:20]
     f = FeatureCache(tmp_path / "c", flow=FlowConfig(), camera_fps=10.0, background=card_background(loaded_card)).get(video, idx)
     s = SampleSet.stack([(video.name, f, np.zeros(len(f), np.int8))], (1.0, 1.0))
@@ -179,9 +170,9 @@ def test_config_rules_for_background_and_calibration(tmp_path: Path):
     assert TrainClassifierConfig(**base).feature_background is None
 
 
-def test_foreground_training_calibrates_and_evaluates(bench: Path, tmp_path: Path):
+def test_foreground_training_calibrates_and_evaluates(synth_bench: Path, tmp_path: Path):
     cfg = TrainClassifierConfig(
-        data=bench, out=tmp_path / "fg.pt", cache_dir=tmp_path / "cache", threads=2, calibration="vl_f1",
+        data=synth_bench, out=tmp_path / "fg.pt", cache_dir=tmp_path / "cache", threads=2, calibration="vl_f1",
         model={"backbone": "tiny", "streams": 2, "bag": False, "hidden": 16, "pretrained": "never",
                "dropout": 0.0, "frame_input": "foreground"},
         background={"history": 100},
@@ -194,5 +185,5 @@ def test_foreground_training_calibrates_and_evaluates(bench: Path, tmp_path: Pat
     cal = card.extra["calibration"]
     assert model.logit_bias == cal["logit_bias"] and cal["after"]["vl_f1"] >= cal["before"]["vl_f1"]
     assert card.extra["features"]["background"] == {"history": 100, "var_threshold": 16.0}
-    report = evaluate_detection(bench, result.out, split="all", cache_dir=tmp_path / "cache", progress=False)
-    assert report.metrics["videos"] == TINY.videos and 0.0 <= report.metrics["fl_auc"] <= 1.0
+    report = evaluate_detection(synth_bench, result.out, split="all", cache_dir=tmp_path / "cache", progress=False)
+    assert report.metrics["videos"] == TINY_SYNTH.videos and 0.0 <= report.metrics["fl_auc"] <= 1.0
