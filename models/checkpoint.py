@@ -129,13 +129,23 @@ def build_model(card: ModelCard) -> nn.Module:
 # --------------------------------------------------------------------------- files
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, card: ModelCard) -> Path:
-    """Write model weights and card to ``path`` (atomically: temp file, then rename). Returns the path."""
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, card: ModelCard, *,
+                    weights_dtype: torch.dtype | None = None) -> Path:
+    """Write model weights and card to ``path`` (atomically: temp file, then rename). Returns the path.
+
+    ``weights_dtype=torch.float16`` stores floating-point tensors at half precision (half the file);
+    ``load_model`` copies them back into the float32 module.
+    """
     path = Path(path)
+    state = model.state_dict()
+    if weights_dtype is not None:  # one converted tensor per storage: aliased modules stay shared
+        converted: dict[tuple, torch.Tensor] = {}
+        state = {k: converted.setdefault((v.data_ptr(), v.shape, v.stride()), v.to(weights_dtype))
+                 if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "card": card.model_dump(mode="json"),
-        "state_dict": model.state_dict(),
+        "state_dict": state,
     }
     atomic_torch_save(payload, path)
     logger.info("saved %s checkpoint to %s", card.architecture, path)

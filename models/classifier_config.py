@@ -122,6 +122,9 @@ class TrainClassifierConfig(Section):
     )
     cache_dir: Path = Field(Path(".pvad/cache/classifier"), description="per-video features (frames, flow, bags)")
     out: Path = Field(description="final checkpoint; `<stem>.last.pt` beside it holds the resumable state")
+    weights_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="storage precision of the final checkpoint (float16: half the file, loaded as float32)"
+    )
     resume: bool = Field(False, description="continue from `<stem>.last.pt` when it exists")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch intra-op threads per process; null = torch's default")

@@ -592,9 +592,10 @@ def _finish(cfg, model, final, state, counts, val_videos, dataset, calibration=N
             "background": bg.model_dump(mode="json") if (bg := cfg.feature_background) is not None else None,
         },
         "calibration": calibration.as_dict() if calibration is not None else None,
+        "weights_dtype": cfg.weights_dtype,
         "epoch_seconds_median": round(epoch_s, 1),
         "history": state["history"],
     }
-    save_checkpoint(cfg.out, model.cpu(), card)
+    save_checkpoint(cfg.out, model.cpu(), card, weights_dtype=getattr(torch, cfg.weights_dtype))
     log.info("wrote %s (%s): val loss %.4f, val FL-AUC %.3f", cfg.out, cfg.variant, final["val_loss"], final["val_fl_auc"])
     return TrainResult(cfg.out, cfg.variant, state["history"], card.metrics, epoch_s, counts)

@@ -137,6 +137,20 @@ def test_logit_bias_shifts_the_logits_only():
         TwoStreamClassifier(backbone="tiny", streams=1, bag=False, hidden=8, frame_input="depth")
 
 
+def test_float16_checkpoint_is_half_the_size_and_loads_as_float32(tmp_path: Path):
+    torch.manual_seed(0)
+    model = TwoStreamClassifier(backbone="small_cnn", streams=2, bag=False, hidden=64, input_scale=0.5).eval()
+    card = two_stream_card(trained=True, provenance="test", **model.arch_kwargs)
+    full = save_checkpoint(tmp_path / "f32.pt", model, card)
+    half = save_checkpoint(tmp_path / "f16.pt", model, card, weights_dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_classifier(half, backbone=None, streams=None, bag=None, hidden=None, pretrained=False, seed=0)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x, w = torch.randn(4, 3, 240, 320), torch.randn(4, 3, 240, 320)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, w), model(x, w), atol=2e-2)
+
+
 def _videos(normal_level: float, anomalous_level: float, n: int = 3, frames: int = 40):
     """Normal videos at a constant logit; anomalous ones rise to a higher logit half-way through."""
     out = [(f"n{i}", "Normal", np.full(frames, normal_level)) for i in range(n)]
