@@ -12,8 +12,8 @@ map dilutes it by that share while the maximum keeps it.
 camera's background (``analysis_server.background``) instead of the frame: a network trained from
 scratch on a few hundred fixed-camera scenes otherwise scores each scene's background.
 
-``logit_bias`` (not in the papers) is added to the output logit. Training leaves it at 0 and then
-sets it on the validation videos so that the sigmoidal anomaly score's fixed τ = 0.5 separates
+``logit_bias`` (not in the papers) is added to the output logit. With ``calibration: vl_f1``
+training leaves it at 0 and then sets it on the validation videos so that the sigmoidal anomaly score's fixed τ = 0.5 separates
 normal from anomalous videos (``models.calibration``); hard mining and the 1:2 class weights
 otherwise push every confidence up.
 
