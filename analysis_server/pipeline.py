@@ -98,7 +98,7 @@ class Analyzer:
         )
         self.classifier = self.classifier.to(self.device).eval()
         self.flow = FlowEstimator(analysis.flow)
-        self.background = card_background(self.card)  # the card's settings: the server must match training
+        self.background_cfg = card_background(self.card)  # the card's settings: the server must match training
         # (x - mean) / std as one multiply and one subtract: x * (1/std) - mean/std
         std = torch.tensor(self.card.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._inv_std = 1.0 / std
@@ -163,7 +163,8 @@ class Analyzer:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def new_camera_flow(self) -> CameraFlow:
-        return CameraFlow(self.flow, CameraBackground(self.background) if self.background is not None else None)
+        bg = CameraBackground(self.background_cfg) if self.background_cfg is not None else None
+        return CameraFlow(self.flow, bg)
 
     def _normalise(self, batch_hwc: np.ndarray, scale: float = 1.0) -> torch.Tensor:
         """N x H x W x 3 (uint8 with scale 1/255, or float in [0, 1]) -> normalised N x 3 x H x W float32,
@@ -174,11 +175,20 @@ class Analyzer:
         x = x.permute(0, 3, 1, 2)
         return x.to(torch.float32).mul(self._inv_std * scale).sub_(self._mean_over_std)
 
+    def _per_camera(self, step, states: list, frames: list[np.ndarray]) -> np.ndarray:
+        """``step(state, frame)`` for each camera's frame, stacked; cameras in parallel (OpenCV releases
+        the GIL), one camera's frames in order."""
+        if len(states) > 1 and len({id(s) for s in states}) == len(states):
+            return np.stack(list(self._flow_pool.map(step, states, frames)))
+        return np.stack([step(s, f) for s, f in zip(states, frames)])  # a camera twice: in order
+
     def flows(self, states: list[CameraFlow], frames: list[np.ndarray]) -> np.ndarray:
         """Flow images (N x H x W x 3 float32) of each camera's frame, cameras in parallel."""
-        if len(states) > 1 and len({id(s) for s in states}) == len(states):
-            return np.stack(list(self._flow_pool.map(CameraFlow.next, states, frames)))
-        return np.stack([s.next(f) for s, f in zip(states, frames)])  # a camera twice: in order
+        return self._per_camera(CameraFlow.next, states, frames)
+
+    def backgrounds(self, states: list[CameraFlow], frames: list[np.ndarray]) -> np.ndarray:
+        """Each camera's background (N x H x W x 3 uint8) once its frame is learnt, cameras in parallel."""
+        return self._per_camera(lambda s, f: s.background.next(f), states, frames)
 
     @torch.inference_mode()
     def _reconstruct(self, payloads: list[Payload]) -> list[np.ndarray]:
@@ -203,9 +213,7 @@ class Analyzer:
         frames = self._reconstruct([p for _, p in items])
         t1 = time.perf_counter()
         flows = self.flows([s for s, _ in items], frames)
-        backgrounds = None
-        if self.background is not None:  # each camera's frames in order (a camera twice in a batch too)
-            backgrounds = np.stack([s.background.next(f) for (s, _), f in zip(items, frames)])
+        backgrounds = self.backgrounds([s for s, _ in items], frames) if self.background_cfg is not None else None
         t2 = time.perf_counter()
         c = self.cfg.classifier
         bags = None

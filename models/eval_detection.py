@@ -106,14 +106,19 @@ def frame_level_auc_per_class(videos: list[VideoScores]) -> dict[str, float]:
     return {c: frame_level_auc([v for v in videos if v.category == c] + normal) for c in classes}
 
 
-def _card_features(card, *, autoencoder: Path | None, detector, flow: FlowConfig | None, camera_fps: float | None):
+def card_feature_cache(model: TwoStreamClassifier, card, cache_dir: Path, *, autoencoder: Path | None = None,
+                       detector=None, flow: FlowConfig | None = None, camera_fps: float | None = None,
+                       device: str = "cpu") -> FeatureCache:
+    """The features ``model`` was trained on, as its card records them (autoencoder, detector, flow,
+    camera rate, background); an argument given here replaces the card's value."""
     feats = (card.extra or {}).get("features", {})
     ae = autoencoder if autoencoder is not None else (Path(feats["autoencoder"]) if feats.get("autoencoder") else None)
     if detector is None and feats.get("detector"):
         detector = TypeAdapter(DetectorConfig).validate_python(feats["detector"])
     flow = flow or (FlowConfig(**feats["flow"]) if feats.get("flow") else FlowConfig())
     camera_fps = camera_fps or float(feats.get("camera_fps", 10.0))
-    return ae, detector, flow, camera_fps
+    return FeatureCache(cache_dir, flow=flow, camera_fps=camera_fps, detector=detector if model.use_bag else None,
+                        autoencoder=ae, background=card_background(card), device=device)
 
 
 def evaluate_detection(
@@ -143,9 +148,8 @@ def evaluate_detection(
         log.warning("evaluating an UNTRAINED classifier: %s", card.provenance)
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    ae, det, flow_cfg, cam_fps = _card_features(card, autoencoder=autoencoder, detector=detector, flow=flow, camera_fps=camera_fps)
-    cache = FeatureCache(cache_dir, flow=flow_cfg, camera_fps=cam_fps, detector=det if model.use_bag else None,
-                         autoencoder=ae, background=card_background(card), device=str(dev))
+    cache = card_feature_cache(model, card, cache_dir, autoencoder=autoencoder, detector=detector, flow=flow,
+                               camera_fps=camera_fps, device=str(dev))
     batches = Batches(model, card.mean, card.std, dev)
     scores: list[VideoScores] = []
     for v in tqdm(videos, desc="scoring videos", unit="video", disable=not progress):
@@ -262,9 +266,7 @@ def plot_gradcam(data: Path, checkpoint: Path, report: DetectionReport, path: Pa
     import matplotlib.pyplot as plt
 
     model, card = load_classifier(checkpoint, backbone=None, streams=None, bag=None, hidden=None, pretrained=False, seed=0)
-    ae, det, flow_cfg, cam_fps = _card_features(card, autoencoder=None, detector=None, flow=None, camera_fps=None)
-    cache = FeatureCache(cache_dir, flow=flow_cfg, camera_fps=cam_fps, detector=det if model.use_bag else None, autoencoder=ae,
-                         background=card_background(card))
+    cache = card_feature_cache(model, card, cache_dir)
     dataset = {v.name: v for v in load_dataset(data, annotations=annotations).videos}
     batches = Batches(model, card.mean, card.std, torch.device("cpu"))
     picks = sorted(((float(s), v.name, j) for v in report.videos if v.anomalous for j, s in enumerate(v.sigma)), reverse=True)

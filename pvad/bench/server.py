@@ -97,9 +97,8 @@ def isolated_ms(analyzer: Analyzer, latents: list, batch: int) -> dict[str, floa
         for st, g in zip(states, prev):
             st.prev_gray = g
         analyzer.flows(states, list(rgb))
-        if analyzer.background is not None:
-            for st, f in zip(states, rgb):
-                st.background.next(f)
+        if analyzer.background_cfg is not None:
+            analyzer.backgrounds(states, list(rgb))
 
     flow = best(flows)
     x = analyzer._normalise(rgb, 1.0 / 255.0)
