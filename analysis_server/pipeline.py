@@ -25,10 +25,10 @@ from analysis_server.background import CameraBackground
 from analysis_server.detectors import bag_of_objects, create_detector
 from analysis_server.flow import CameraFlow, FlowEstimator
 from analysis_server.validate import Payload
-from models.autoencoder import LATENT_SHAPE, encoder_id, load_autoencoder
-from models.two_stream import card_background, load_classifier
+from models.nets.autoencoder import LATENT_SHAPE, encoder_id, load_autoencoder
+from models.nets.two_stream import card_background, load_classifier
 from pvad.aio import cancel_and_wait
-from pvad.config import FRAME_HEIGHT, FRAME_WIDTH, AnalysisConfig, DecoderConfig
+from pvad.config import FRAME_HEIGHT, FRAME_WIDTH, AnalysisConfig, DecoderConfig, HogDetector
 from pvad.devices import resolve_device
 from pvad.errors import ConfigError
 
@@ -84,18 +84,18 @@ class Analyzer:
         if analysis.precision == "fp16" and self.device.type != "cuda":
             raise ConfigError("analysis.precision: fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
         self.cfg = analysis
-        self.detector = None  # only a classifier with a bag-of-objects input needs one
-        if analysis.classifier.bag:
-            self.detector = create_detector(analysis.detector)  # first: the most likely to fail (missing file)
-        elif analysis.detector.backend != "none":
-            log.warning("analysis.detector (%s) is not loaded: classifier.bag is false, so no bag-of-objects is "
-                        "computed; set detector.backend: none to silence this", analysis.detector.backend)
-        self.decoders = DecoderBank(decoders, self.device)
         c = analysis.classifier
         self.classifier, self.card = load_classifier(
             c.checkpoint, backbone=c.backbone, streams=c.streams, bag=c.bag, hidden=c.hidden,
             pretrained=c.pretrained == "auto", seed=c.seed,
         )
+        self.detector = None  # only a classifier with a bag-of-objects input needs one
+        if self.classifier.use_bag:
+            self.detector = create_detector(analysis.detector or HogDetector())
+        elif analysis.detector is not None and analysis.detector.backend != "none":
+            log.warning("analysis.detector (%s) is not loaded: the classifier takes no bag-of-objects, so none is "
+                        "computed; leave analysis.detector out to silence this", analysis.detector.backend)
+        self.decoders = DecoderBank(decoders, self.device)
         self.classifier = self.classifier.to(self.device).eval()
         self.flow = FlowEstimator(analysis.flow)
         self.background_cfg = card_background(self.card)  # the card's settings: the server must match training
@@ -108,7 +108,7 @@ class Analyzer:
                                              thread_name_prefix="pvad-flow")
         self.untrained = list(self.decoders.untrained)
         if not self.card.trained:
-            self.untrained.append(f"classifier ({c.backbone}, {self.card.provenance})")
+            self.untrained.append(f"classifier ({self.classifier.arch_kwargs['backbone']}, {self.card.provenance})")
             log.warning("classifier is UNTRAINED (%s): scores carry no meaning", self.card.provenance)
         if self.detector is not None:
             self.detector.place(self.device, self._autocast)  # torch backends run on our device and precision
@@ -116,7 +116,8 @@ class Analyzer:
         self.stage_observer = None  # a prometheus Histogram with a `stage` label, set by the service
         log.info(
             "analysis: device=%s precision=%s backbone=%s streams=%d bag=%s detector=%s flow=%s max_batch=%d",
-            self.device, analysis.precision, c.backbone, c.streams, c.bag, self.detector_name, analysis.flow.method,
+            self.device, analysis.precision, self.classifier.arch_kwargs["backbone"], self.classifier.streams,
+            self.classifier.use_bag, self.detector_name, analysis.flow.method,
             analysis.batching.max_batch,
         )
         if analysis.batching.warmup:
@@ -215,17 +216,16 @@ class Analyzer:
         flows = self.flows([s for s, _ in items], frames)
         backgrounds = self.backgrounds([s for s, _ in items], frames) if self.background_cfg is not None else None
         t2 = time.perf_counter()
-        c = self.cfg.classifier
         bags = None
-        if c.bag:
+        if self.classifier.use_bag:
             dets = self.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
             bags = torch.from_numpy(np.stack([bag_of_objects(d) for d in dets])).to(self.device)
         t3 = time.perf_counter()
         with torch.inference_mode(), self._autocast():
             x = self._normalise(np.stack(frames), 1.0 / 255.0)
-            if backgrounds is not None:  # the foreground layout of models.two_stream: the means cancel
+            if backgrounds is not None:  # the foreground layout of models.nets.two_stream: the means cancel
                 x = x.sub_(self._normalise(backgrounds, 1.0 / 255.0))
-            flow = self._normalise(flows) if c.streams == 2 else None
+            flow = self._normalise(flows) if self.classifier.streams == 2 else None
             sigma = torch.sigmoid(self.classifier(x, flow, bags).float()).cpu().numpy()
         t4 = time.perf_counter()
         for stage, dt in (("decode", t1 - t0), ("flow", t2 - t1), ("detector", t3 - t2), ("classifier", t4 - t3)):

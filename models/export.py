@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from camera_client.anonymize.exported import ONNX_INPUT, ONNX_OUTPUT, ExportedEncoder
-from models.autoencoder import ARCHITECTURE, encoder_id
 from models.checkpoint import load_model
-from models.metrics import ssim
+from models.eval.image_metrics import ssim
+from models.nets.autoencoder import ARCHITECTURE, encoder_id
 from pvad.errors import ModelLoadError
 
 log = logging.getLogger(__name__)

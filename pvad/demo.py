@@ -39,7 +39,9 @@ SUBSCRIBER = "demo"
 
 def choose_detector(cfg: DemoConfig) -> DemoConfig:
     """When the demo config names no detector and the classifier wants one, use `samples.offline_detector()`."""
-    if "detector" in cfg.analysis.model_fields_set or not cfg.analysis.classifier.bag:
+    from models.nets.two_stream import classifier_arch
+
+    if cfg.analysis.detector is not None or not classifier_arch(cfg.analysis.classifier)["bag"]:
         return cfg
     det = samples.offline_detector()
     log.info("demo: no detector configured; using %s", det.backend)
@@ -127,7 +129,7 @@ async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, An
     scores = st.scores
     if report.untrained:
         untrained.insert(0, f"camera anonymizer {report.anonymizer}")
-    c = cfg.analysis.classifier
+    arch = running.analyzer.classifier.arch_kwargs
     summary = {
         "frames_captured": report.captured,
         "frames_sent": st.sent - st.resent,  # distinct frames
@@ -140,9 +142,9 @@ async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, An
         "transport": "mtls",
         "source": str(source),
         "detector": running.analyzer.detector_name,
-        "backbone": c.backbone,
-        "streams": c.streams,
-        "bag": c.bag,
+        "backbone": arch["backbone"],
+        "streams": arch["streams"],
+        "bag": arch["bag"],
         "device": str(running.analyzer.device),
         "events_published": published,
         "alarms_raised": sum(e.kind == pvad_pb2.ALARM_RAISED for e in events),

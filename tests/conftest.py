@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.synth import SynthParams
+from models.data.synth import SynthParams
 from pvad.config import (
     AnalysisConfig,
     BatchingConfig,
@@ -31,7 +31,7 @@ CAMERAS = ("cam-1", "cam-2")
 @pytest.fixture(scope="session")
 def synth_bench(tmp_path_factory) -> Path:
     """A tiny `pvad synth` benchmark (TINY_SYNTH: 6 videos of 60 frames), written once per session."""
-    from models.synth import make_benchmark
+    from models.data.synth import make_benchmark
 
     out = tmp_path_factory.mktemp("synth") / "bench"
     make_benchmark(out, TINY_SYNTH)

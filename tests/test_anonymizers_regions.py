@@ -338,7 +338,7 @@ needs_shared = pytest.mark.skipif(not samples.SHARED_DATA.is_dir(), reason=f"no 
 
 @needs_shared
 def test_default_darknet_detector_finds_and_hides_people_in_a_real_photo():
-    from models.data import _to_rgb
+    from models.data.frames import _to_rgb
 
     path = samples.SHARED_DATA / "la3d" / "vispr" / "2017_40438231.jpg"
     if not path.is_file():

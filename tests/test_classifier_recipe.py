@@ -8,17 +8,23 @@ import numpy as np
 import pytest
 import torch
 
-from models.classifier_config import TrainClassifierConfig
-from models.eval_detection import VideoScores, frame_level_auc, frame_level_auc_per_class, sas_series, video_level
-from models.sampling import (
+from models.data.sampling import (
     adaptive_indices,
     evaluation_targets,
     thin,
     training_targets,
     uniform_indices,
 )
-from models.train_classifier import mine_hard, split_validation, weighted_bce
-from models.vad_data import HARD, NORMAL, SOFT
+from models.data.vad import HARD, NORMAL, SOFT
+from models.eval.detection import (
+    VideoScores,
+    frame_level_auc,
+    frame_level_auc_per_class,
+    sas_series,
+    video_level,
+)
+from models.train.classifier import mine_hard, split_validation, weighted_bce
+from models.train.classifier_config import TrainClassifierConfig
 from pvad.config import ScoringConfig
 
 

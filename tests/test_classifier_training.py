@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.classifier_config import TrainClassifierConfig
-from models.eval_detection import evaluate_detection
-from models.train_classifier import (
+from models.data.features import FeatureCache
+from models.data.vad import load_dataset
+from models.eval.detection import evaluate_detection
+from models.nets.two_stream import TwoStreamClassifier, load_classifier
+from models.train.classifier import (
     Batches,
     Dist,
     last_checkpoint_path,
@@ -23,9 +25,7 @@ from models.train_classifier import (
     prepare_samples,
     train_classifier,
 )
-from models.two_stream import TwoStreamClassifier, load_classifier
-from models.vad_data import load_dataset
-from models.vad_features import FeatureCache
+from models.train.classifier_config import TrainClassifierConfig
 from pvad.config import load_config
 
 

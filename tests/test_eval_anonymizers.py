@@ -1,4 +1,4 @@
-"""`pvad eval anonymizers` (models/eval_anonymizers.py) on a tiny generated set, and its AP."""
+"""`pvad eval anonymizers` (models/eval/anonymizers.py) on a tiny generated set, and its AP."""
 
 import json
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from camera_client.anonymize import list_anonymizers
-from models.eval_anonymizers import (
+from models.eval.anonymizers import (
     LA3D_BASELINES,
     average_precision,
     default_mode_configs,
@@ -106,7 +106,7 @@ needs_shared = pytest.mark.skipif(not samples.SHARED_DATA.is_dir(), reason=f"no 
 
 @needs_shared
 def test_eval_on_a_real_photo_gives_person_ap():
-    from models.eval_anonymizers import evaluate_anonymizers
+    from models.eval.anonymizers import evaluate_anonymizers
 
     photo = samples.SHARED_DATA / "la3d" / "vispr" / "2017_29342011.jpg"
     if not photo.is_file():

@@ -46,7 +46,7 @@ def test_export_refuses_a_file_without_a_card_and_unknown_formats(tmp_path):
 
 def test_export_refuses_a_non_autoencoder_checkpoint(tmp_path):
     from models.export import export_encoder
-    from models.two_stream import TwoStreamClassifier, two_stream_card
+    from models.nets.two_stream import TwoStreamClassifier, two_stream_card
 
     model = TwoStreamClassifier(backbone="tiny", streams=1, bag=False, hidden=8)
     path = save_checkpoint(tmp_path / "cls.pt", model, two_stream_card(trained=False, provenance="test", **model.arch_kwargs))

@@ -7,25 +7,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_SYNTH, tiny_analysis
 from pydantic import ValidationError
 
 from analysis_server.background import CameraBackground
 from analysis_server.pipeline import Analyzer
 from analysis_server.validate import Payload
-from models.calibration import fit_logit_bias, vl_metrics
 from models.checkpoint import save_checkpoint
-from models.classifier_config import TrainClassifierConfig
-from models.eval_detection import evaluate_detection
-from models.sampling import uniform_indices
-from models.train_classifier import Batches, SampleSet, predict, train_classifier
-from models.two_stream import (
+from models.data.features import FeatureCache, read_frames
+from models.data.sampling import uniform_indices
+from models.data.vad import load_dataset
+from models.eval.detection import evaluate_detection
+from models.nets.two_stream import (
     TwoStreamClassifier,
     card_background,
     load_classifier,
     two_stream_card,
 )
-from models.vad_data import load_dataset
-from models.vad_features import FeatureCache, read_frames
+from models.train.calibration import fit_logit_bias, vl_metrics
+from models.train.classifier import Batches, SampleSet, predict, train_classifier
+from models.train.classifier_config import TrainClassifierConfig
 from pvad.config import (
     BackgroundConfig,
     ClassifierConfig,
@@ -33,8 +34,6 @@ from pvad.config import (
     FlowConfig,
     ScoringConfig,
 )
-
-from conftest import TINY_SYNTH, tiny_analysis
 
 
 def _scene(rng: np.random.Generator, t: int, bg: np.ndarray) -> np.ndarray:

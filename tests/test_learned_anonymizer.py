@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from models.checkpoint import save_checkpoint
-from models.darknet import DarknetYoloTorch
-from models.learned_anonymizer import (
+from models.nets.darknet import DarknetYoloTorch
+from models.nets.learned_anonymizer import (
     ARCHITECTURE,
     UNetLite,
     anonymizer_card,
     count_parameters,
     load_anonymizer,
 )
-from models.train_anonymizer import (
+from models.train.anonymizer import (
     TrainAnonymizerConfig,
     adversary_step,
     anonymizer_step,
@@ -103,7 +103,7 @@ def test_checkpoint_roundtrip_and_adversary_refused(tmp_path):
 def test_adversary_and_anonymizer_steps_move_the_reconstruction_loss_the_stated_ways():
     """The adversary's steps lower its reconstruction MSE; the anonymizer's steps (privacy term
     only, D frozen) raise that same MSE: L_obf = L_util - w * MSE(D(A(x)), x)."""
-    from models.train_anonymizer import identity_step
+    from models.train.anonymizer import identity_step
 
     torch.manual_seed(0)
     x = _scenes(4)
@@ -183,7 +183,7 @@ def test_anonymizer_steps_lower_the_utility_loss_on_real_frames():
 
 @needs_yolo
 def test_tiny_training_run_saves_a_card_and_resumes(tmp_path):
-    from models.train_anonymizer import last_checkpoint_path, train_anonymizer
+    from models.train.anonymizer import last_checkpoint_path, train_anonymizer
 
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))

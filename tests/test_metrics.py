@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.metrics import batch_metrics, mse, psnr, ssim
+from models.eval.image_metrics import batch_metrics, mse, psnr, ssim
 
 
 @pytest.fixture

@@ -11,8 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import backbones as bb
-from models.autoencoder import (
+from models.nets import backbones as bb
+from models.checkpoint import (
+    ModelCard,
+    load_checkpoint,
+    load_model,
+    register_architecture,
+    save_checkpoint,
+)
+from models.nets.autoencoder import (
     INPUT_SIZE,
     LATENT_SHAPE,
     Autoencoder,
@@ -21,8 +28,7 @@ from models.autoencoder import (
     load_autoencoder,
     untrained_autoencoder,
 )
-from models.checkpoint import ModelCard, load_checkpoint, load_model, register_architecture, save_checkpoint
-from models.two_stream import TwoStreamClassifier, load_classifier, two_stream_card
+from models.nets.two_stream import TwoStreamClassifier, load_classifier, two_stream_card
 from pvad.errors import ModelLoadError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +99,7 @@ def test_untrained_autoencoder_leaves_global_rng_alone() -> None:
 
 def test_encoder_id_same_in_another_process() -> None:
     code = (
-        "from models.autoencoder import untrained_autoencoder, encoder_id;"
+        "from models.nets.autoencoder import untrained_autoencoder, encoder_id;"
         "print(encoder_id(untrained_autoencoder(5).encoder))"
     )
     out = subprocess.run(
@@ -207,7 +213,7 @@ def test_pretrained_missing_offline_warns_and_keeps_random(
     hub_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(bb, "_reachable", lambda url: False)
-    with caplog.at_level(logging.WARNING, logger="models.backbones"):
+    with caplog.at_level(logging.WARNING, logger="models.nets.backbones"):
         net = bb.create_backbone("resnet18", pretrained=True)
     assert net.pretrained_loaded is False
     expected = hub_dir / "checkpoints" / "resnet18-f37072fd.pth"

@@ -11,8 +11,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED_DATA  # noqa: E402
 
-from models import faces
+from models.eval import faces
 from models.latent_noise import (
     clip_latent,
     gaussian_delta,
@@ -21,8 +22,6 @@ from models.latent_noise import (
     sigma_for_epsilon,
 )
 from pvad.errors import ModelLoadError
-
-from conftest import SHARED_DATA  # noqa: E402
 
 VISPR = SHARED_DATA / "la3d" / "vispr"
 needs_vispr = pytest.mark.skipif(not VISPR.is_dir(), reason="needs ../shared/data/la3d/vispr (absent on this clone)")
@@ -115,7 +114,7 @@ def test_embedder_same_person_close_other_person_far(embedder, detectors, astron
 
 
 def test_reidentification_identical_blank(embedder, detectors, astronaut):
-    from models.eval_privacy import reidentification
+    from models.eval.privacy import reidentification
 
     same = reidentification(embedder, [astronaut], [astronaut.copy()], detectors=detectors)
     assert same["reid_top1"] == 1.0 and same["reid_top1_known_boxes"] == 1.0
@@ -180,7 +179,7 @@ KEYS = {"mse", "psnr", "ssim", "faces_before", "faces_after", "reid_top1", "reid
 
 @needs_dlib
 def test_evaluate_privacy_untrained_end_to_end(tmp_path, astronaut):
-    from models.eval_privacy import evaluate_privacy
+    from models.eval.privacy import evaluate_privacy
 
     cv2.imwrite(str(tmp_path / "astronaut.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(tmp_path / "wall.png"), np.full((480, 640, 3), 90, np.uint8))
@@ -203,7 +202,7 @@ def test_evaluate_privacy_untrained_end_to_end(tmp_path, astronaut):
 @needs_vispr
 @needs_dlib
 def test_vispr_faces_found_before_and_none_after_untrained():
-    from models.eval_privacy import evaluate_privacy
+    from models.eval.privacy import evaluate_privacy
 
     r = evaluate_privacy([None], sorted(VISPR.glob("*.jpg")), attack=False)["untrained"]
     assert r["frames"] == 3 and r["attack"] is None
@@ -212,7 +211,7 @@ def test_vispr_faces_found_before_and_none_after_untrained():
 
 
 def test_evaluate_privacy_with_latent_noise(tmp_path, astronaut):
-    from models.eval_privacy import evaluate_privacy
+    from models.eval.privacy import evaluate_privacy
     from models.latent_noise import gaussian_epsilon
 
     cv2.imwrite(str(tmp_path / "astronaut.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))

@@ -1,10 +1,10 @@
-"""The pretrained-feature probe (models/probe_features.py): its flow statistics and an end-to-end run."""
+"""The pretrained-feature probe (models/eval/probe_features.py): its flow statistics and an end-to-end run."""
 
 import numpy as np
 import pytest
 
-from models.probe_features import flow_statistics, probe
-from models.synth import SynthParams, make_benchmark
+from models.data.synth import SynthParams, make_benchmark
+from models.eval.probe_features import flow_statistics, probe
 from pvad.samples import YOLO_FASTEST
 
 needs_yolo = pytest.mark.skipif(not (YOLO_FASTEST / "yolo-fastest-1.1.weights").is_file(),

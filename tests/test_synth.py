@@ -1,4 +1,4 @@
-"""models.synth: deterministic synthetic benchmark whose labels match what is drawn; read by vad_data."""
+"""models.data.synth: deterministic synthetic benchmark whose labels match what is drawn; read by vad_data."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from models.synth import KINDS, SynthParams, make_benchmark, plan, simulate_video
-from models.vad_data import HARD, NORMAL, load_dataset, parse_vatic
+from models.data.synth import KINDS, SynthParams, make_benchmark, plan, simulate_video
+from models.data.vad import HARD, NORMAL, load_dataset, parse_vatic
 from pvad.errors import ConfigError
 
 TINY = SynthParams(seed=3, videos=6, frames=60, fps=10.0)  # 10 fps: whole 2-4 s events fit in 60 frames

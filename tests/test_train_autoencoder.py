@@ -16,9 +16,8 @@ import yaml
 from opacus.accountants import RDPAccountant
 from torch.utils.data import DataLoader
 
-from models.autoencoder import load_autoencoder, untrained_autoencoder
 from models.checkpoint import load_checkpoint
-from models.data import (
+from models.data.frames import (
     FrameDataset,
     collect_sources,
     describe,
@@ -26,7 +25,8 @@ from models.data import (
     read_frames,
     split_sources,
 )
-from models.train_autoencoder import (
+from models.nets.autoencoder import load_autoencoder, untrained_autoencoder
+from models.train.autoencoder import (
     _loss,
     create_accountant,
     create_optimizer,
@@ -37,7 +37,7 @@ from models.train_autoencoder import (
     train_autoencoder,
     train_step,
 )
-from models.train_config import TrainAutoencoderConfig
+from models.train.autoencoder_config import TrainAutoencoderConfig
 from pvad.config import validate_config
 from pvad.errors import ConfigError
 from pvad.samples import bundled_video
@@ -242,7 +242,7 @@ def test_card_round_trips_and_records_training(dp_run, capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown["extra"]["epsilon"] == card.extra["epsilon"] and shown["trained"] is True
     model, _ = load_autoencoder(dp_run.checkpoint)
-    from models.autoencoder import encoder_id
+    from models.nets.autoencoder import encoder_id
 
     assert encoder_id(model.encoder) == card.extra["encoder_id"]
     assert not any(k.startswith("_module.") for k in state)

@@ -1,4 +1,4 @@
-"""models.vad_data: UCF-Crime lists, temporal/Vatic/Liu 2019 labels, problems, `pvad data index`."""
+"""models.data.vad: UCF-Crime lists, temporal/Vatic/Liu 2019 labels, problems, `pvad data index`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.vad_data import (
+from models.data.vad import (
     HARD,
     NORMAL,
     SOFT,
@@ -188,7 +188,7 @@ def test_real_ucf_crime_files() -> None:
 
 @pytest.mark.skipif(not LIU.is_dir(), reason=f"{LIU} absent (shared data not staged)")
 def test_real_liu2019_inside_temporal_segments() -> None:
-    from models.vad_data import load_liu2019
+    from models.data.vad import load_liu2019
 
     liu, problems = load_liu2019(LIU / "Test_annotation.json")
     assert problems == [] and len(liu) == 140

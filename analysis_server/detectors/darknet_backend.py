@@ -1,5 +1,5 @@
 """Darknet YOLO (e.g. the COCO YOLO-Fastest 1.1 weights) through OpenCV DNN, or (`runtime: torch`)
-through the PyTorch port of models/darknet.py, batched, on the server's device and precision."""
+through the PyTorch port of models/nets/darknet.py, batched, on the server's device and precision."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import logging
 import cv2
 import numpy as np
 
-from analysis_server.detectors.base import COCO_CLASSES, Detections, Detector, register_detector
+from analysis_server.detectors.base import (
+    COCO_CLASSES,
+    Detections,
+    Detector,
+    register_detector,
+)
 from pvad.config import DarknetDetector
 from pvad.errors import ModelLoadError
 
@@ -77,7 +82,7 @@ class DarknetYoloTorch(Detector):
 
         import torch
 
-        from models.darknet import DarknetYoloTorch as Net
+        from models.nets.darknet import DarknetYoloTorch as Net
 
         self.torch = torch
         self.cfg = cfg
@@ -97,7 +102,7 @@ class DarknetYoloTorch(Detector):
     def detect_batch(self, frames_bgr) -> list[Detections]:
         from torchvision.ops import batched_nms
 
-        from models.darknet import decode_yolo
+        from models.nets.darknet import decode_yolo
 
         torch = self.torch
         if not len(frames_bgr):

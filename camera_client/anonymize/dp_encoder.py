@@ -53,7 +53,7 @@ class DpEncoder:
             raise ModelLoadError("anonymizer.runtime torch needs PyTorch (pip install 'pvad[server]'); "
                                  "a camera-only install uses `runtime: onnxruntime`") from None
 
-        from models.autoencoder import encoder_id, load_autoencoder
+        from models.nets.autoencoder import encoder_id, load_autoencoder
 
         self._torch = torch
         ae, card = load_autoencoder(cfg.checkpoint, seed=cfg.seed)

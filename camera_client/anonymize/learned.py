@@ -1,4 +1,4 @@
-"""`learned`: the frame goes through the adversarially trained anonymizer (models/learned_anonymizer.py,
+"""`learned`: the frame goes through the adversarially trained anonymizer (models/nets/learned_anonymizer.py,
 trained by `pvad train anonymizer`) on the camera, and its output leaves as a JPEG `pvad.v1.Image`
 (anonymizer "learned"), decoded by the server like any image payload."""
 
@@ -27,7 +27,7 @@ class LearnedAnonymizer:
             import torch
         except ImportError:
             raise ModelLoadError("anonymizer `learned` needs PyTorch (pip install 'pvad[server]')") from None
-        from models.learned_anonymizer import load_anonymizer
+        from models.nets.learned_anonymizer import load_anonymizer
 
         self._torch = torch
         model, card = load_anonymizer(cfg.checkpoint)

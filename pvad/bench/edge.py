@@ -23,7 +23,7 @@ def bench_configs() -> dict:
     """Every registered anonymizer with its defaults (and LA3D's fixed person-box baselines), plus
     the DP encoder with uint8 latents coded by zstd and by row-delta + zstd; the same set
     `pvad eval anonymizers` measures."""
-    from models.eval_anonymizers import default_mode_configs
+    from models.eval.anonymizers import default_mode_configs
 
     configs = {k: v for k, v in default_mode_configs().items() if not isinstance(v, str)}
     configs["dp-encoder-u8-zstd"] = DpEncoderAnonymizer(dtype="uint8", compression="zstd")

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from camera_client.capture import iter_frames
-from models.autoencoder import encoder_id, load_autoencoder
-from models.metrics import ssim
+from models.eval.image_metrics import ssim
+from models.nets.autoencoder import encoder_id, load_autoencoder
 from pvad.codec import decode_latent, encode_latent
 from pvad.config import SHIPPED_DP_AUTOENCODER, CaptureConfig
 

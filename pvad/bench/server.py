@@ -27,7 +27,7 @@ from analysis_server.service import start_server
 from camera_client.anonymize import create_anonymizer
 from camera_client.capture import iter_frames
 from camera_client.client import make_frame
-from models.autoencoder import LATENT_SHAPE
+from models.nets.autoencoder import LATENT_SHAPE
 from pvad import samples
 from pvad.certs import make_dev_pki
 from pvad.channel import secure_channel
@@ -102,9 +102,8 @@ def isolated_ms(analyzer: Analyzer, latents: list, batch: int) -> dict[str, floa
 
     flow = best(flows)
     x = analyzer._normalise(rgb, 1.0 / 255.0)
-    c = analyzer.cfg.classifier
-    fl = x if c.streams == 2 else None
-    bag = torch.zeros(len(z), 80, device=dev) if c.bag else None
+    fl = x if analyzer.classifier.streams == 2 else None
+    bag = torch.zeros(len(z), 80, device=dev) if analyzer.classifier.use_bag else None
     with torch.inference_mode(), analyzer._autocast():
         classifier = best(lambda: analyzer.classifier(x, fl, bag))
     return {"decode": round(decode, 2), "flow": round(flow, 2), "detector": round(detector, 2),

@@ -14,7 +14,7 @@ scratch on a few hundred fixed-camera scenes otherwise scores each scene's backg
 
 ``logit_bias`` (not in the papers) is added to the output logit. With ``calibration: vl_f1``
 training leaves it at 0 and then sets it on the validation videos so that the sigmoidal anomaly score's fixed τ = 0.5 separates
-normal from anomalous videos (``models.calibration``); hard mining and the 1:2 class weights
+normal from anomalous videos (``models.train.calibration``); hard mining and the 1:2 class weights
 otherwise push every confidence up.
 
 Layouts (normalisation with the card's mean/std is the caller's job):
@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone
-from models.checkpoint import ModelCard, load_model, register_architecture, rgb_card
-from pvad.config import BackgroundConfig
+from models.checkpoint import ModelCard, load_checkpoint, load_model, register_architecture, rgb_card
+from models.nets.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone
+from pvad.config import UNTRAINED_CLASSIFIER, BackgroundConfig, ClassifierConfig
 from pvad.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -207,6 +207,14 @@ def card_background(card: ModelCard) -> BackgroundConfig | None:
     return BackgroundConfig(**saved) if saved else BackgroundConfig()
 
 
+def classifier_arch(cfg: ClassifierConfig) -> dict[str, Any]:
+    """Backbone, streams, bag and hidden width the classifier of ``cfg`` will have, without building it:
+    each field the config gives, else its checkpoint card's, else ``UNTRAINED_CLASSIFIER``'s."""
+    saved = load_checkpoint(cfg.checkpoint)[1].arch_kwargs if cfg.checkpoint is not None else UNTRAINED_CLASSIFIER
+    given = {"backbone": cfg.backbone, "streams": cfg.streams, "bag": cfg.bag, "hidden": cfg.hidden}
+    return {k: saved[k] if v is None else v for k, v in given.items()}
+
+
 def load_classifier(
     checkpoint: Path | None,
     *,
@@ -221,7 +229,7 @@ def load_classifier(
 
     From a file the card wins, but ``backbone``/``streams``/``bag`` must agree with it (else
     ModelLoadError naming the field; ``None`` takes the file's). Without a file, the head (and backbones unless ImageNet
-    weights load) are random with ``seed``; ``card.trained`` is False.
+    weights load) are random with ``seed``, ``None`` fields take ``UNTRAINED_CLASSIFIER``; ``card.trained`` is False.
     """
     if checkpoint is not None:
         model, card = load_model(checkpoint)
@@ -240,9 +248,11 @@ def load_classifier(
             logger.warning("checkpoint %s has hidden=%d but classifier.hidden is %d; the file's wins", checkpoint, model.hidden, hidden)
         return model, card
 
+    given = {"backbone": backbone, "streams": streams, "bag": bag, "hidden": hidden}
+    arch = {k: UNTRAINED_CLASSIFIER[k] if v is None else v for k, v in given.items()}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = TwoStreamClassifier(backbone=backbone, streams=streams, bag=bag, hidden=hidden, pretrained=pretrained)
+        model = TwoStreamClassifier(**arch, pretrained=pretrained)
     if model.backbones_pretrained:
         provenance = f"untrained: backbones ImageNet-pretrained, head untrained (random init, seed {seed})"
     else:

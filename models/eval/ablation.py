@@ -3,7 +3,7 @@
 For every ``train-classifier`` config given (``configs/ablation/*.yaml``: 2S/1S × bag/no-bag, -ha,
 -no-hm), the checkpoint its ``out`` names is trained unless it already exists (``--retrain``
 trains anyway; a half-finished run resumes from ``<stem>.last.pt`` when the config says
-``resume: true``), then evaluated with ``models.eval_detection`` on the held-out dataset. The
+``resume: true``), then evaluated with ``models.eval.detection`` on the held-out dataset. The
 result is one row per variant (FL-AUC, FL-AUC per anomaly class, VL-F1/TPR/FPR, epoch time,
 training samples), a Markdown table of them and one ROC plot with every variant.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from models.checkpoint import load_checkpoint
-from models.eval_detection import DetectionReport, evaluate_detection
-from models.train_classifier import train_classifier
+from models.eval.detection import DetectionReport, evaluate_detection
+from models.train.classifier import train_classifier
 from pvad.config import load_config
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ Anomalous videos hold one event with an onset and an offset (0-based frames, inc
 * **Throwing**: a figure stops and throws 2-4 small fast objects (wind-up, release, parabolic flight);
   the event ends when the last object lands or leaves the frame.
 
-Files (read unchanged by ``models.vad_data.load_dataset``)::
+Files (read unchanged by ``models.data.vad.load_dataset``)::
 
     out/Anomaly-Videos/<Class>/<Class>NNN_x264.mp4            anomalous videos (320x240, mp4v)
     out/Normal_Videos/Normal_Videos_NNN_x264.mp4               normal videos

@@ -139,7 +139,7 @@ class FeatureCache:
 
     def _get_autoencoder(self):
         if self._ae is None and self.autoencoder_path is not None:
-            from models.autoencoder import load_autoencoder
+            from models.nets.autoencoder import load_autoencoder
 
             self._ae, card = load_autoencoder(self.autoencoder_path)
             if not card.trained:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.vad_data import HARD, NORMAL, SOFT
+from models.data.vad import HARD, NORMAL, SOFT
 
 
 def training_targets(labels: np.ndarray, *, hard_only: bool, soft: str = "exclude") -> np.ndarray:

@@ -16,9 +16,9 @@ frames of the given images and videos (240×320, as the camera sends them):
 - utility (De Coninck et al. §3.1): person AP at IoU 0.5 of a detector on what the server sees,
   against the same detector's person boxes on the original frame as pseudo ground truth; plus the
   mean absolute error of the person count;
-- privacy: faces found before/after (``models.faces``, union of the available detectors), the
+- privacy: faces found before/after (``models.eval.faces``, union of the available detectors), the
   share of original faces still found (IoU ≥ 0.3), re-identification from face embeddings
-  (``models.eval_privacy.reidentification``), MSE/PSNR/SSIM (``models.eval_privacy.quality``)
+  (``models.eval.privacy.reidentification``), MSE/PSNR/SSIM (``models.eval.privacy.quality``)
   and normalised mutual information (``skimage.metrics.normalized_mutual_information``, 1 = no
   shared information, 2 = identical) against the original.
 
@@ -42,14 +42,19 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.eval_privacy import (
+from models.eval.faces import (
+    FaceEmbedder,
+    available_face_detectors,
+    box_iou,
+    optional_face_embedder,
+)
+from models.eval.plots import save_figure
+from models.eval.privacy import (
     Frames,
     detect_faces,
     quality,
     reidentification,
 )
-from models.faces import FaceEmbedder, available_face_detectors, box_iou, optional_face_embedder
-from models.plots import save_figure
 from pvad.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -186,7 +191,7 @@ class ServerView:
 
     def _load_decoders(self) -> dict[str, Any]:
         if self._decoders is None:
-            from models.autoencoder import encoder_id, load_autoencoder
+            from models.nets.autoencoder import encoder_id, load_autoencoder
             from pvad.config import SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER
 
             self._decoders = {}
@@ -222,9 +227,9 @@ class ServerView:
 
 def _load_frames(files: Sequence[Path], *, every_n: int, max_frames_per_video: int
                  ) -> tuple[Frames, list[str], list[str]]:
-    """RGB 240×320 frames of images and videos (``models.data``, as ``eval privacy`` reads them),
+    """RGB 240×320 frames of images and videos (``models.data.frames``, as ``eval privacy`` reads them),
     a name per frame and the source (file label) of each frame."""
-    from models.data import collect_sources, read_frames
+    from models.data.frames import collect_sources, read_frames
 
     loaded = read_frames(collect_sources([Path(f) for f in files]), every_n=every_n,
                          max_frames_per_source=max_frames_per_video)

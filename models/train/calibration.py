@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.eval_detection import VideoScores, sas_series, video_level
+from models.eval.detection_metrics import VideoScores, sas_series, video_level
 from pvad.config import ScoringConfig
 
 GRID = np.round(np.arange(-6.0, 6.0 + 1e-9, 0.05), 2)

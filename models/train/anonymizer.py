@@ -69,9 +69,9 @@ from models.checkpoint import (
     load_resume_state,
     save_checkpoint,
 )
-from models.darknet import DarknetYoloTorch
-from models.data import collect_sources, describe, read_frames, split_sources
-from models.learned_anonymizer import UNetLite, anonymizer_card, count_parameters
+from models.data.frames import collect_sources, describe, read_frames, split_sources
+from models.nets.darknet import DarknetYoloTorch
+from models.nets.learned_anonymizer import UNetLite, anonymizer_card, count_parameters
 from pvad.config import Section
 from pvad.devices import resolve_device
 from pvad.samples import YOLO_FASTEST
@@ -129,7 +129,7 @@ class TrainAnonymizerConfig(Section):
         return v
 
 
-# --------------------------------------------------------------------------- the utility model (models/darknet.py)
+# --------------------------------------------------------------------------- the utility model (models/nets/darknet.py)
 
 
 def teacher_targets(utility: DarknetYoloTorch, frames: torch.Tensor) -> torch.Tensor:
@@ -263,7 +263,7 @@ def person_retention(frames_rgb: np.ndarray, anon_rgb: np.ndarray, detector=None
     anonymized frames (a person counts as kept when an anonymized-frame person box overlaps it by IoU ≥ iou)."""
     from analysis_server.detectors import PERSON as DET_PERSON
     from analysis_server.detectors import create_detector
-    from models.faces import box_iou
+    from models.eval.faces import box_iou
     from pvad.samples import offline_detector
 
     detector = detector or create_detector(offline_detector())
@@ -285,8 +285,8 @@ def person_retention(frames_rgb: np.ndarray, anon_rgb: np.ndarray, detector=None
 
 
 def faces_before_after(photos_rgb: np.ndarray, anon_rgb: np.ndarray) -> dict[str, Any]:
-    """Faces found by every available detector of ``models.faces`` (merged), before and after."""
-    from models.faces import available_face_detectors, merge_boxes
+    """Faces found by every available detector of ``models.eval.faces`` (merged), before and after."""
+    from models.eval.faces import available_face_detectors, merge_boxes
 
     detectors = available_face_detectors()
     count = {"before": 0, "after": 0, "detectors": sorted(detectors)}
@@ -301,7 +301,7 @@ def independent_attack(anonymizer: nn.Module, train_frames: np.ndarray, test_fra
                        device: torch.device, progress: bool = True) -> dict[str, float]:
     """Train a fresh deobfuscator on (A(x), x) of ``train_frames`` for ``steps`` steps against the
     frozen anonymizer, then reconstruct ``test_frames``: SSIM / PSNR / MSE of the reconstruction to the original."""
-    from models.metrics import batch_metrics
+    from models.eval.image_metrics import batch_metrics
 
     gen = torch.Generator().manual_seed(seed + 1)
     attacker = build_adversary(width, blocks).to(device)
@@ -327,7 +327,7 @@ def independent_attack(anonymizer: nn.Module, train_frames: np.ndarray, test_fra
 def evaluate_anonymizer(model: nn.Module, frames: np.ndarray, *, device: torch.device | None = None,
                         detector=None, jpeg_quality: int = 90) -> dict[str, Any]:
     """SSIM/PSNR/MSE of the anonymized frame (as the server decodes it) to the original, and person retention."""
-    from models.metrics import batch_metrics
+    from models.eval.image_metrics import batch_metrics
 
     anon = jpeg_roundtrip(anonymize(model.eval(), frames, device=device), jpeg_quality)
     q = batch_metrics(to_tensor(frames), to_tensor(anon))
@@ -454,7 +454,7 @@ def _train(cfg: TrainAnonymizerConfig, device: torch.device, *, progress: bool) 
 def _val_row(anonymizer: nn.Module, adversary: nn.Module, utility: DarknetYoloTorch, frames: np.ndarray,
              teacher: torch.Tensor, cfg: TrainAnonymizerConfig, device: torch.device) -> dict[str, float]:
     """Validation: utility loss, the current deobfuscator's MSE (whole frames) and SSIM of A(x) to x."""
-    from models.metrics import batch_metrics
+    from models.eval.image_metrics import batch_metrics
 
     was = anonymizer.training, adversary.training
     anonymizer.eval()
@@ -542,7 +542,7 @@ def measure(checkpoint: Path, *, video: Path, photos: list[Path], frames: int = 
 
     from camera_client.anonymize import create_anonymizer
     from camera_client.client import make_frame
-    from models.metrics import batch_metrics
+    from models.eval.image_metrics import batch_metrics
     from pvad.config import LearnedAnonymizer, NoAnonymizer
 
     cap = cv2.VideoCapture(str(video))

@@ -39,12 +39,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from models.autoencoder import (
-    Autoencoder,
-    autoencoder_card,
-    encoder_id,
-    untrained_autoencoder,
-)
 from models.checkpoint import (
     ModelCard,
     atomic_torch_save,
@@ -52,7 +46,7 @@ from models.checkpoint import (
     load_resume_state,
     save_checkpoint,
 )
-from models.data import (
+from models.data.frames import (
     FrameDataset,
     LoadedFrames,
     Source,
@@ -61,8 +55,18 @@ from models.data import (
     read_frames,
     split_sources,
 )
-from models.metrics import batch_metrics
-from models.train_config import ACCOUNTANTS, OPTIMIZERS, TrainAutoencoderConfig
+from models.eval.image_metrics import batch_metrics
+from models.nets.autoencoder import (
+    Autoencoder,
+    autoencoder_card,
+    encoder_id,
+    untrained_autoencoder,
+)
+from models.train.autoencoder_config import (
+    ACCOUNTANTS,
+    OPTIMIZERS,
+    TrainAutoencoderConfig,
+)
 from pvad.config import FRAME_HEIGHT, FRAME_WIDTH
 from pvad.devices import resolve_device
 from pvad.errors import ConfigError
@@ -449,11 +453,11 @@ def bench_train_step(*, batch_size: int = 8, steps: int = 3, height: int = 240, 
     """
     out: dict[str, float] = {}
     for name, dp in (("non_dp", False), ("dp", True)):
-        code = ("import json, torch, sys; from models.train_autoencoder import _bench_worker; "
+        code = ("import json, torch, sys; from models.train.autoencoder import _bench_worker; "
                 + (f"torch.set_num_threads({threads}); " if threads else "")
                 + f"print(json.dumps(_bench_worker({dp}, {batch_size}, {steps}, {height}, {width})))")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parents[1], check=False)
+                              cwd=Path(__file__).resolve().parents[2], check=False)
         if proc.returncode:
             raise RuntimeError(f"benchmark of {name} failed:\n{proc.stderr[-2000:]}")
         res = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -12,7 +12,7 @@
 There is deliberately **no skip at full resolution** in the obfuscator (``full_res_skip=False``):
 the finest detail reaches the output only through 1/2-resolution features, so the network cannot
 pass the input through unchanged at zero cost. The adversary that tries to undo it
-(``models.train_anonymizer``) is the same class with ``full_res_skip=True`` and more width.
+(``models.train.anonymizer``) is the same class with ``full_res_skip=True`` and more width.
 
 No normalisation layers: training batches are small on a CPU, and inference then needs no
 running statistics. Built in ``channels_last`` (faster on CPU, as for the autoencoder).

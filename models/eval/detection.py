@@ -1,7 +1,7 @@
 """Detection evaluation of a classifier checkpoint (P §4.1–4.2, G §5): ``pvad eval detection``.
 
 Every evaluated video is scored at the camera's rate (``eval_fps`` frames per second of video),
-with the same inputs the server computes (``models.vad_features``: optional autoencoder pass,
+with the same inputs the server computes (``models.data.features``: optional autoencoder pass,
 flow against the previous camera frame, bag-of-objects), then:
 
 * **FL-AUC**: ROC AUC of the per-frame confidence σ_t over every scored frame of every video
@@ -21,89 +21,33 @@ checkpoint's card, so a model is evaluated on what it was trained to see.
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from pydantic import TypeAdapter
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 from tqdm import tqdm
 
-from analysis_server.scoring import SigmoidalAnomalyScore
-from models.plots import save_figure
-from models.sampling import evaluation_targets, uniform_indices
-from models.train_classifier import Batches, SampleSet, predict
-from models.two_stream import TwoStreamClassifier, card_background, load_classifier
-from models.vad_data import VideoItem, load_dataset
-from models.vad_features import FeatureCache
+from models.data.features import FeatureCache
+from models.data.sampling import evaluation_targets, uniform_indices
+from models.data.vad import VideoItem, load_dataset
+from models.eval.detection_metrics import (
+    DetectionReport,
+    VideoScores,
+    frame_level_auc,
+    frame_level_auc_per_class,
+    sas_series,
+    video_level,
+)
+from models.eval.plots import save_figure
+from models.nets.two_stream import TwoStreamClassifier, card_background, load_classifier
+from models.train.samples import Batches, SampleSet, predict
 from pvad.config import DetectorConfig, FlowConfig, ScoringConfig
 from pvad.devices import resolve_device
 from pvad.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class VideoScores:
-    name: str
-    category: str
-    index: np.ndarray  # scored frame indices
-    truth: np.ndarray  # 0/1 per scored frame
-    sigma: np.ndarray  # classifier confidence per scored frame
-    sas: np.ndarray  # sigmoidal anomaly score per scored frame
-    fps: float = 25.0  # the video's frame rate (index / fps = seconds into the video)
-
-    @property
-    def anomalous(self) -> bool:
-        return self.category != "Normal"
-
-    @property
-    def predicted(self) -> bool:
-        return bool((self.sas >= SigmoidalAnomalyScore.ALARM_LEVEL).any())
-
-
-@dataclass
-class DetectionReport:
-    videos: list[VideoScores]
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def sas_series(sigma: np.ndarray, scoring: ScoringConfig) -> np.ndarray:
-    """The SAS s_t over a video's confidences, from x_0 = LB."""
-    acc = SigmoidalAnomalyScore(scoring)
-    return np.array([acc.update(float(s)).score for s in sigma], np.float64)
-
-
-def video_level(videos: list[VideoScores]) -> dict[str, float]:
-    """VL-F1, VL-TPR, VL-FPR, VL-precision from the videos' truth and SAS predictions."""
-    tp = sum(v.anomalous and v.predicted for v in videos)
-    fp = sum((not v.anomalous) and v.predicted for v in videos)
-    fn = sum(v.anomalous and not v.predicted for v in videos)
-    tn = sum((not v.anomalous) and not v.predicted for v in videos)
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    tpr = tp / (tp + fn) if tp + fn else math.nan
-    fpr = fp / (fp + tn) if fp + tn else math.nan
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan
-    return {"vl_f1": f1, "vl_tpr": tpr, "vl_fpr": fpr, "vl_precision": precision,
-            "vl_tp": tp, "vl_fp": fp, "vl_fn": fn, "vl_tn": tn}
-
-
-def frame_level_auc(videos: list[VideoScores]) -> float:
-    truth = np.concatenate([v.truth for v in videos])
-    sigma = np.concatenate([v.sigma for v in videos])
-    if truth.min() == truth.max():
-        return math.nan  # AUC is undefined with one class
-    return float(roc_auc_score(truth, sigma))
-
-
-def frame_level_auc_per_class(videos: list[VideoScores]) -> dict[str, float]:
-    """FL-AUC of each anomaly class: its videos' frames against every normal video's frames."""
-    normal = [v for v in videos if not v.anomalous]
-    classes = sorted({v.category for v in videos if v.anomalous})
-    return {c: frame_level_auc([v for v in videos if v.category == c] + normal) for c in classes}
 
 
 def card_feature_cache(model: TwoStreamClassifier, card, cache_dir: Path, *, autoencoder: Path | None = None,

@@ -2,10 +2,10 @@
 
 For each autoencoder, on frames of the given images/videos (``N×240×320×3`` uint8 RGB):
 
-- image quality of what the server sees (``models.metrics``: MSE and SSIM on [0, 1] floats,
+- image quality of what the server sees (``models.eval.image_metrics``: MSE and SSIM on [0, 1] floats,
   PSNR with peak 1.0; G's PSNRs of 65-70 dB look like peak 255 over a [0, 1] MSE, i.e. ours
   + 48.1 dB);
-- faces found before/after by each face detector of ``models.faces`` (G: 8 of 13 → 0 of 13);
+- faces found before/after by each face detector of ``models.eval.faces`` (G: 8 of 13 → 0 of 13);
 - identity leakage: can a face in the decoded frame be matched to the right person
   (``reidentification``);
 - an interception attack: someone holding latents but not our decoder trains their own
@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models import metrics
-from models.autoencoder import Decoder, encoder_id, load_autoencoder
-from models.faces import (
+from models.eval import image_metrics as metrics
+from models.eval.faces import (
     SAME_PERSON_DISTANCE,
     FaceDetector,
     FaceEmbedder,
@@ -36,7 +35,8 @@ from models.faces import (
     merge_boxes,
     optional_face_embedder,
 )
-from models.plots import save_figure
+from models.eval.plots import save_figure
+from models.nets.autoencoder import Decoder, encoder_id, load_autoencoder
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def interception_attack(encoder: nn.Module, public_frames: Frames, test_frames: 
     Threat model: the adversary reads latents on the wire (TLS broken or the server breached) but
     does not have our decoder weights. In the worst case it can query the camera's encoder (or
     owns a copy, or a paired set of public frames and their latents): it trains a decoder of our
-    architecture (``models.autoencoder.Decoder``, fresh init, Adam ``lr``, MSE) on
+    architecture (``models.nets.autoencoder.Decoder``, fresh init, Adam ``lr``, MSE) on
     ``(encoder(public), public)`` pairs, then decodes the latents of ``test_frames``. Kept CPU
     small (use ≤ 64 public frames and a few epochs), so it is a lower bound on a real attacker.
 
@@ -278,7 +278,7 @@ def interception_attack(encoder: nn.Module, public_frames: Frames, test_frames: 
 def load_eval_frames(files: Sequence[Path], *, every_n: int = 10, max_frames_per_video: int = 8) -> tuple[Frames, list[str]]:
     """Frames of images (resized to 240×320, INTER_AREA) and videos (every ``every_n``-th frame,
     at most ``max_frames_per_video``), with one label per frame."""
-    from models.data import collect_sources, read_frames
+    from models.data.frames import collect_sources, read_frames
 
     sources = collect_sources([Path(f) for f in files])
     loaded = read_frames(sources, every_n=every_n, max_frames_per_source=max_frames_per_video)

@@ -1,6 +1,6 @@
 """A Darknet YOLO (e.g. YOLO-Fastest-1.1) in PyTorch, read from its .cfg and .weights files.
 
-Two users: the learned anonymizer's training (models/train_anonymizer.py), which needs a detector it
+Two users: the learned anonymizer's training (models/train/anonymizer.py), which needs a detector it
 can differentiate through, and the server's `darknet` detector with `runtime: torch`, which runs it
 batched on the server's device and precision (`decode_yolo` turns the raw outputs into boxes the way
 OpenCV's Darknet importer does).

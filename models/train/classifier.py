@@ -2,10 +2,10 @@
 
 ``train_classifier(cfg)``:
 
-1. loads the dataset (``models.vad_data``), splits the test videos into validation and held-out
+1. loads the dataset (``models.data.vad``), splits the test videos into validation and held-out
    halves stratified by class (P §4.2), and samples training frames adaptively
-   (``models.sampling``: 3 fps in anomalous runs, 10 fps elsewhere; ``-ha`` drops SOFT frames);
-2. computes each video's frames, flow and bags once (``models.vad_features``, cached on disk;
+   (``models.data.sampling``: 3 fps in anomalous runs, 10 fps elsewhere; ``-ha`` drops SOFT frames);
+2. computes each video's frames, flow and bags once (``models.data.features``, cached on disk;
    with ``autoencoder`` every frame is a reconstruction, as on the server);
 3. trains in phases (paper: FC head only at 1e-5, then all layers at 1e-6) with Adam, class
    weights on a per-sample binary cross-entropy, and batch-wise hard mining: every step scores
@@ -29,7 +29,7 @@ import math
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +41,18 @@ from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from models.checkpoint import atomic_torch_save, last_checkpoint_path, save_checkpoint
-from models.classifier_config import PhaseSection, TrainClassifierConfig
-from models.sampling import (
+from models.data.features import FeatureCache
+from models.data.sampling import (
     adaptive_indices,
     evaluation_targets,
     thin,
     training_targets,
     uniform_indices,
 )
-from models.two_stream import TwoStreamClassifier, two_stream_card
-from models.vad_data import VadDataset, VideoItem, load_dataset
-from models.vad_features import FeatureCache
+from models.data.vad import VadDataset, VideoItem, load_dataset
+from models.nets.two_stream import TwoStreamClassifier, two_stream_card
+from models.train.classifier_config import PhaseSection, TrainClassifierConfig
+from models.train.samples import Batches, SampleSet, predict
 from pvad.devices import resolve_device
 from pvad.errors import ConfigError
 
@@ -79,115 +80,6 @@ def split_validation(test: list[VideoItem], fraction: float, seed: int) -> tuple
 
 
 # --------------------------------------------------------------------------- tensors
-
-
-@dataclass
-class SampleSet:
-    """Samples of many videos stacked: uint8 images, float bags, targets (0/1) and per-sample weights."""
-
-    frame: np.ndarray
-    flow: np.ndarray
-    bag: np.ndarray
-    target: np.ndarray  # float32 0/1
-    weight: np.ndarray  # float32 class weight
-    video: np.ndarray  # int32 index into `videos`
-    videos: list[str] = field(default_factory=list)
-    background: np.ndarray | None = None  # uint8 like frame, for foreground models only
-
-    def __len__(self) -> int:
-        return len(self.target)
-
-    @staticmethod
-    def stack(parts, class_weights: tuple[float, float], capacity: int | None = None) -> SampleSet:
-        """From (video name, features, 0/1 targets per feature row, -1 rows dropped).
-
-        ``parts`` may be a generator that loads one video at a time; with ``capacity`` (at least the
-        number of feature rows to come) the arrays are allocated once and filled as it goes, so
-        memory holds the stacked samples and one video, not every video twice over.
-        """
-        if capacity is None:
-            parts = list(parts)
-            capacity = sum(len(f) for _, f, _ in parts)
-        out: dict[str, np.ndarray] = {}
-        targets, vids, names = [], [], []
-        n = 0
-        for name, f, t in parts:
-            if not len(f):
-                continue
-            m = t >= 0
-            k = int(m.sum())
-            if n + k > capacity:
-                raise ValueError(f"SampleSet.stack: more than capacity={capacity} rows")
-            arrays = {"frame": f.frame, "flow": f.flow, "bag": f.bag}
-            if f.background is not None:
-                arrays["background"] = f.background
-            for key, a in arrays.items():
-                if key not in out:
-                    out[key] = np.empty((capacity, *a.shape[1:]), a.dtype)
-                out[key][n:n + k] = a[m]
-            targets.append(t[m].astype(np.float32))
-            vids.append(np.full(k, len(names), np.int32))
-            names.append(name)
-            n += k
-        if not names:
-            raise ConfigError("no samples: every video of this split was empty or excluded")
-        target = np.concatenate(targets)
-        w = np.where(target > 0.5, class_weights[1], class_weights[0]).astype(np.float32)
-        bg = out.get("background")
-        return SampleSet(
-            out["frame"][:n], out["flow"][:n], out["bag"][:n], target, w, np.concatenate(vids), names,
-            bg[:n] if bg is not None else None,
-        )
-
-
-class Batches:
-    """Turns sample indices into normalised model inputs (the server's preprocessing; the layouts,
-    foreground included, are in ``models.two_stream``)."""
-
-    def __init__(self, model: TwoStreamClassifier, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
-        self.streams = model.streams
-        self.bag = model.use_bag
-        self.foreground = model.frame_input == "foreground"
-        self.device = device
-        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0
-        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0
-
-    def _img(self, arr: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(arr).to(self.device).permute(0, 3, 1, 2).float()
-        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-
-    def _difference(self, frame_u8: np.ndarray, bg_u8: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(frame_u8).to(self.device).permute(0, 3, 1, 2).float()
-        b = torch.from_numpy(bg_u8).to(self.device).permute(0, 3, 1, 2).float()
-        return ((x - b) / self.std).contiguous(memory_format=torch.channels_last)
-
-    def inputs(self, s: SampleSet, idx: np.ndarray, *, flip: np.ndarray | None = None):
-        frame_u8 = s.frame[idx]
-        flow_u8 = s.flow[idx] if self.streams == 2 else None
-        bg_u8 = None
-        if self.foreground:
-            if s.background is None:
-                raise ConfigError("this classifier's frame stream sees the foreground, but the features hold no "
-                                  "background (FeatureCache needs the card's background settings)")
-            bg_u8 = s.background[idx]
-        if flip is not None and flip.any():
-            frame_u8 = frame_u8.copy()
-            frame_u8[flip] = frame_u8[flip][:, :, ::-1]
-            if bg_u8 is not None:
-                bg_u8 = bg_u8.copy()
-                bg_u8[flip] = bg_u8[flip][:, :, ::-1]
-            if flow_u8 is not None:
-                flow_u8 = flow_u8.copy()
-                mirrored = flow_u8[flip][:, :, ::-1].copy()
-                mirrored[..., 0] = 255 - mirrored[..., 0]  # dx changes sign: 0.5 + dx/2c -> 0.5 - dx/2c
-                flow_u8[flip] = mirrored
-        frame = self._img(frame_u8) if bg_u8 is None else self._difference(frame_u8, bg_u8)
-        flow = self._img(flow_u8) if flow_u8 is not None else None
-        bag = torch.from_numpy(s.bag[idx]).to(self.device) if self.bag else None
-        return frame, flow, bag
-
-    def targets(self, s: SampleSet, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(s.target[idx]).to(self.device), torch.from_numpy(s.weight[idx]).to(self.device)
 
 
 def weighted_bce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -285,16 +177,6 @@ def _train_mode(model: TwoStreamClassifier, phase: PhaseSection) -> None:
         model.frame_stream.eval()
         if model.flow_stream is not None:
             model.flow_stream.eval()
-
-
-@torch.no_grad()
-def predict(model: TwoStreamClassifier, batches: Batches, s: SampleSet, idx: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Anomaly probabilities of samples ``idx`` (model in eval mode)."""
-    model.eval()
-    out = []
-    for i in range(0, len(idx), batch_size):
-        out.append(torch.sigmoid(model(*batches.inputs(s, idx[i:i + batch_size])).float()).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 @torch.no_grad()
@@ -522,8 +404,8 @@ def _train(cfg: TrainClassifierConfig, device: torch.device, d: Dist, progress: 
 
 
 def _calibrate(model: TwoStreamClassifier, batches: Batches, val: SampleSet, val_videos: list[VideoItem]):
-    """Set ``model.logit_bias`` from the validation videos (``models.calibration``)."""
-    from models.calibration import fit_logit_bias
+    """Set ``model.logit_bias`` from the validation videos (``models.train.calibration``)."""
+    from models.train.calibration import fit_logit_bias
 
     category = {v.name: v.category for v in val_videos}
     probs = np.clip(predict(model, batches, val, np.arange(len(val))).astype(np.float64), 1e-7, 1 - 1e-7)

@@ -7,7 +7,7 @@ head, global mean and max pooled), plus flow statistics over the whole frame and
 person map. Simple classifiers (logistic regression, gradient-boosted trees) are trained on the
 train set and scored on a held-out set by frame-level AUC (HARD frames positive), also per kind.
 
-    python -m models.probe_features --train data/synth-train --heldout data/synth-heldout [--json]
+    python -m models.eval.probe_features --train data/synth-train --heldout data/synth-heldout [--json]
 
 Frames and flow come from the classifier's `FeatureCache` (same flow, same 10 fps camera
 spacing), sampled uniformly at `--fps`. Needs the YOLO-Fastest files (../shared/data).
@@ -28,10 +28,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
-from models.darknet import DarknetYoloTorch
-from models.sampling import evaluation_targets, uniform_indices
-from models.vad_data import load_dataset
-from models.vad_features import FeatureCache
+from models.data.features import FeatureCache
+from models.data.sampling import evaluation_targets, uniform_indices
+from models.data.vad import load_dataset
+from models.nets.darknet import DarknetYoloTorch
 from pvad.config import FlowConfig
 from pvad.samples import YOLO_FASTEST
 
@@ -118,7 +118,7 @@ def probe(train: Path, heldout: Path, *, cache_dir: Path, variant: str = "yolo-f
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.probe_features", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m models.eval.probe_features", description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", required=True, help="UCF-Crime-layout folder (its train split is used)")
     ap.add_argument("--heldout", required=True, help="UCF-Crime-layout folder (every video is used)")
     ap.add_argument("--variant", default="yolo-fastest-1.1-xl")

@@ -14,7 +14,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pvad.config import BackgroundConfig, DetectorConfig, FlowConfig, HogDetector, Section
+from pvad.config import (
+    BackgroundConfig,
+    DetectorConfig,
+    FlowConfig,
+    HogDetector,
+    Section,
+)
 
 
 class ModelSection(Section):

@@ -1,0 +1,3 @@
+"""Trainers: the DP autoencoder (Opacus), the two-stream classifier (P recipe + calibration), the
+learned anonymizer. Each is a facade ``train_*(cfg)`` over its config model.
+"""

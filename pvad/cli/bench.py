@@ -1,0 +1,137 @@
+"""`pvad bench ...`: benchmarks that print figures and ratios (pvad/bench/)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+from pvad.cli.common import bench_source, print_result
+
+log = logging.getLogger("pvad")
+
+
+def _cmd_bench_faults(args: argparse.Namespace) -> int:
+    from pvad.bench.faults import bench_faults
+
+    result = asyncio.run(bench_faults(Path(args.workdir), source=bench_source(args), cameras=args.cameras,
+                                      frames=args.frames, fps=args.fps, per_class=args.per_class, seed=args.seed))
+    print_result(result, args.json)
+    ok = (result["frames_lost"] == 0 and result["alarms_missed"] == 0 and result["server_crashes"] == 0
+          and result["malformed_rejected"] == result["malformed_sent"])
+    return 0 if ok else 1
+
+
+def _cmd_bench_load(args: argparse.Namespace) -> int:
+    from pvad.bench.faults import bench_load
+
+    result = asyncio.run(bench_load(Path(args.workdir), source=bench_source(args), cameras=args.cameras,
+                                    seconds=args.seconds, fps=args.fps))
+    print_result(result, args.json)
+    return 0 if result["server_crashes"] == 0 else 1
+
+
+def _cmd_bench_train(args: argparse.Namespace) -> int:
+    from models.train.autoencoder import bench_train_step
+
+    result = bench_train_step(batch_size=args.batch_size, steps=args.steps, threads=args.threads)
+    print_result(result, args.json)
+    return 0
+
+
+def _cmd_bench_encoder(args: argparse.Namespace) -> int:
+    from pvad.bench.encoder import bench_encoder
+
+    result = bench_encoder(bench_source(args), checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+                           frames=args.frames)
+    print_result(result, args.json)
+    return 0
+
+
+def _cmd_bench_edge(args: argparse.Namespace) -> int:
+    from pvad.bench.edge import bench_edge
+
+    print_result(bench_edge(bench_source(args), frames=args.frames), args.json)
+    return 0
+
+
+def _cmd_bench_e2e(args: argparse.Namespace) -> int:
+    from pvad.bench.e2e import bench_e2e
+
+    result = asyncio.run(bench_e2e(Path(args.workdir), source=bench_source(args), cameras=args.cameras, fps=args.fps,
+                                   seconds=args.seconds, profile=args.profile, precision=args.precision,
+                                   encoder_precision=args.encoder_precision, max_batch=args.max_batch))
+    print_result(result, args.json)
+    return 0
+
+
+def _cmd_bench_server(args: argparse.Namespace) -> int:
+    from pvad.bench.server import bench_server
+
+    result = bench_server(source=bench_source(args), cameras=args.cameras, frames=args.frames,
+                          batches=tuple(args.batch or (1, 4, 8)), precision=args.precision, only=args.profile)
+    print_result(result, args.json)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("bench", help="benchmarks: figures and ratios")
+    bsub = c.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    b = bsub.add_parser("train-autoencoder", help="DP / non-DP training step time and peak memory")
+    b.add_argument("--batch-size", type=int, default=8)
+    b.add_argument("--steps", type=int, default=3)
+    b.add_argument("--threads", type=int)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_train)
+    b = bsub.add_parser("server", help="server frames/s per profile and batch size, pipeline efficiency")
+    b.add_argument("--cameras", type=int, default=8)
+    b.add_argument("--frames", type=int, default=24, help="frames per camera")
+    b.add_argument("--batch", type=int, action="append", help="max batch sizes (default 1, 4, 8)")
+    b.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    b.add_argument("--profile", action="append", choices=["paper", "cpu"], help="default: both")
+    b.add_argument("--source")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_server)
+    b = bsub.add_parser("e2e", help="capture-to-score latency p50/p95/p99 and throughput, camera processes over mTLS")
+    b.add_argument("--cameras", type=int, default=4)
+    b.add_argument("--fps", type=float, default=10.0, help="frames/s per camera (real time)")
+    b.add_argument("--seconds", type=float, default=30.0)
+    b.add_argument("--profile", choices=["paper", "cpu"], default="cpu")
+    b.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="the server's networks")
+    b.add_argument("--encoder-precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="the cameras' encoder")
+    b.add_argument("--max-batch", type=int, help="default: the number of cameras")
+    b.add_argument("--source")
+    b.add_argument("--workdir", default=".pvad/bench-e2e")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_e2e)
+    b = bsub.add_parser("edge", help="camera-side ms/frame per stage and bytes/frame, for every anonymizer")
+    b.add_argument("--frames", type=int, default=50)
+    b.add_argument("--source")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_edge)
+    b = bsub.add_parser("encoder", help="camera encoder ms/frame and wire bytes (f16, u8) vs JPEG q90")
+    b.add_argument("--checkpoint", help="autoencoder checkpoint (default: the shipped DP one)")
+    b.add_argument("--frames", type=int, default=50)
+    b.add_argument("--source")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_encoder)
+    b = bsub.add_parser("faults", help="server kills, cut connections, subscriber restarts, hostile floods")
+    b.add_argument("--cameras", type=int, default=2)
+    b.add_argument("--frames", type=int, default=150, help="frames per camera (at --fps, paced in real time)")
+    b.add_argument("--fps", type=float, default=10.0)
+    b.add_argument("--per-class", type=int, default=20, help="hostile messages per class")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--source", help="video for the cameras (default: the demo's sample video)")
+    b.add_argument("--workdir", default=".pvad/bench-faults")
+    b.add_argument("--json", action="store_true", help="one JSON line")
+    b.set_defaults(func=_cmd_bench_faults)
+    b = bsub.add_parser("load", help="many camera processes against one server: throughput and memory growth")
+    b.add_argument("--cameras", type=int, default=16)
+    b.add_argument("--seconds", type=float, default=60.0)
+    b.add_argument("--fps", type=float, default=10.0)
+    b.add_argument("--source")
+    b.add_argument("--workdir", default=".pvad/bench-load")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_load)
+

@@ -1,0 +1,161 @@
+"""`pvad eval privacy|anonymizers|detection|ablation`: the evaluations in models/eval/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from pvad.cli.common import print_result
+from pvad.errors import ConfigError
+
+log = logging.getLogger("pvad")
+
+
+def _cmd_eval_detection(args: argparse.Namespace) -> int:
+    from models.eval.detection import (
+        evaluate_detection,
+        plot_gradcam,
+        plot_roc,
+        plot_timelines,
+    )
+    from pvad.config import SHIPPED_CLASSIFIER, ScoringConfig
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else SHIPPED_CLASSIFIER
+    if not checkpoint.is_file():
+        raise ConfigError(f"no classifier checkpoint at {checkpoint}: pass --checkpoint FILE, or write that file with "
+                          "`pvad train classifier --config configs/train-classifier-synth.yaml`")
+    scoring = ScoringConfig(tau=args.tau, nu=args.nu, ub=args.ub, lb=args.lb)
+    report = evaluate_detection(Path(args.data), checkpoint, split=args.split, annotations=args.annotations,
+                                scoring=scoring, eval_fps=args.fps, cache_dir=Path(args.cache_dir),
+                                autoencoder=Path(args.autoencoder) if args.autoencoder else None,
+                                progress=not args.no_progress)
+    out = Path(args.out)
+    plots = {"roc": str(plot_roc({report.metrics.get("variant") or checkpoint.stem: report}, out / "roc.png")),
+             "timelines": str(plot_timelines(report, out / "timelines.png"))}
+    if args.gradcam:
+        plots["gradcam"] = str(plot_gradcam(Path(args.data), checkpoint, report, out / "gradcam.png",
+                                            frames=args.gradcam, annotations=args.annotations,
+                                            cache_dir=Path(args.cache_dir), eval_fps=args.fps))
+    print_result({**report.metrics, "plots": plots}, args.json)
+    return 0
+
+
+def _cmd_eval_ablation(args: argparse.Namespace) -> int:
+    from models.eval.ablation import markdown_table, run_ablation
+    from models.eval.detection import plot_roc
+
+    rows, reports = run_ablation([Path(c) for c in args.configs], Path(args.data), split=args.split,
+                                 retrain=args.retrain, eval_fps=args.fps, progress=not args.no_progress)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(rows)
+    (out / "ablation.md").write_text(table + "\n")
+    (out / "ablation.json").write_text(json.dumps(rows, indent=1) + "\n")
+    roc = plot_roc(reports, out / "roc.png")
+    if args.json:
+        print(json.dumps({"rows": rows, "plots": {"roc": str(roc)}, "table": str(out / "ablation.md")}))
+    else:
+        print(table)
+        print(f"\nwritten: {out / 'ablation.md'}, {out / 'ablation.json'}, {roc}")
+    return 0
+
+
+def _cmd_eval_privacy(args: argparse.Namespace) -> int:
+    from models.eval.privacy import evaluate_privacy
+    from pvad.config import SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER
+
+    if args.checkpoint:
+        checkpoints = [None if c == "untrained" else Path(c) for c in args.checkpoint]
+    else:
+        checkpoints = [p for p in (SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER) if p.is_file()]
+    result = evaluate_privacy(checkpoints, [Path(f) for f in args.files], attack=not args.no_attack,
+                              out_dir=Path(args.out) if args.out else None, seed=args.seed,
+                              attack_epochs=args.attack_epochs,
+                              latent_noise=tuple(args.latent_noise) if args.latent_noise else None)
+    if args.json:
+        print(json.dumps(result, default=str), flush=True)
+    else:
+        for label, r in result.items():
+            att = r.get("attack") or {}
+            print(f"{label:12s} SSIM {r['ssim']:.3f}  PSNR {r['psnr']:.2f} dB  MSE {r['mse']:.4f}  "
+                  f"faces {r['faces_before']['total']} -> {r['faces_after']['total']}  reid_top1 {r['reid_top1']}  "
+                  f"eps {r['epsilon']} at delta {r['delta']}"
+                  + (f"  attacker SSIM {att.get('attack_ssim', float('nan')):.3f}" if att else ""))
+        if args.out:
+            print(f"plots and privacy.json in {args.out}")
+    return 0
+
+
+def _cmd_eval_anonymizers(args: argparse.Namespace) -> int:
+    from models.eval.anonymizers import evaluate_anonymizers, format_table
+
+    result = evaluate_anonymizers([Path(f) for f in args.files], modes=args.modes, out_dir=Path(args.out) if args.out else None,
+                                  every_n=args.every_n, max_frames_per_video=args.max_frames_per_video,
+                                  threads=args.threads, repeats=args.repeats, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(result, default=str), flush=True)
+    else:
+        print(format_table(result))
+        if args.out:
+            print(f"anonymizers.json, tradeoff.png and examples.png in {args.out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("eval", help="evaluations")
+    esub = c.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    e = esub.add_parser("privacy", help="what the server sees vs the original: quality, faces, re-identification, attack")
+    e.add_argument("files", nargs="+", help="images and/or videos")
+    e.add_argument("--checkpoint", action="append",
+                   help="autoencoder checkpoint, or 'untrained' (repeatable; default: every shipped pair)")
+    e.add_argument("--no-attack", action="store_true", help="skip the interception attack (the slow part)")
+    e.add_argument("--attack-epochs", type=int, default=3)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--latent-noise", nargs=3, type=float, metavar=("CLIP", "SIGMA", "DELTA"),
+                   help="also evaluate each model with the camera's inference-time latent noise")
+    e.add_argument("--out", help="directory for privacy.json and the plots")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_cmd_eval_privacy)
+    e = esub.add_parser("anonymizers", help="every camera anonymizer: ms/frame, memory, bytes, person AP, faces, SSIM/NMI")
+    e.add_argument("files", nargs="+", help="images and/or videos (sampled frames)")
+    e.add_argument("--modes", nargs="+", help="anonymizers to evaluate (default: every registered one + "
+                   "blur:person, pixelate:person)")
+    e.add_argument("--every-n", type=int, default=10, help="take every n-th video frame")
+    e.add_argument("--max-frames-per-video", type=int, default=8)
+    e.add_argument("--threads", type=int, default=1, help="OpenCV and torch threads while measuring")
+    e.add_argument("--repeats", type=int, default=3, help="timed calls per frame (the fastest counts)")
+    e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--out", help="directory for anonymizers.json, tradeoff.png and examples.png")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_cmd_eval_anonymizers)
+    e = esub.add_parser("detection", help="FL-AUC, VL-F1/TPR/FPR with the SAS, ROC and timeline plots, Grad-CAM")
+    e.add_argument("--data", required=True, help="dataset root (UCF-Crime layout, e.g. from `pvad synth`)")
+    e.add_argument("--checkpoint", help="classifier checkpoint (default: the shipped one)")
+    e.add_argument("--split", choices=["test", "train", "all"], default="test")
+    e.add_argument("--annotations", choices=["auto", "temporal", "vatic", "liu2019"], default="auto")
+    e.add_argument("--fps", type=float, default=10.0, help="frames per second of video scored (the camera rate)")
+    e.add_argument("--tau", type=float, default=0.5)
+    e.add_argument("--nu", type=float, default=2.0)
+    e.add_argument("--ub", type=float, default=7.0)
+    e.add_argument("--lb", type=float, default=-7.0)
+    e.add_argument("--autoencoder", help="score reconstructions by this autoencoder instead of what the card says "
+                   "(e.g. models/weights/autoencoder-dp-adagrad.pt: what a dp-encoder camera costs the detector)")
+    e.add_argument("--gradcam", type=int, default=0, metavar="N", help="Grad-CAM overlays for N confident frames")
+    e.add_argument("--out", default=".pvad/eval-detection", help="folder for the plots")
+    e.add_argument("--cache-dir", default=".pvad/cache/classifier")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=_cmd_eval_detection)
+    a = esub.add_parser("ablation", help="train (unless done) and evaluate P Table 1 variants on held-out data")
+    a.add_argument("configs", nargs="+", help="train-classifier configs, e.g. configs/ablation/*.yaml")
+    a.add_argument("--data", required=True, help="held-out dataset root (e.g. `pvad synth --seed 2`)")
+    a.add_argument("--split", choices=["test", "train", "all"], default="all")
+    a.add_argument("--fps", type=float, default=10.0, help="frames per second of video scored (the camera rate)")
+    a.add_argument("--retrain", action="store_true", help="train even when a variant's checkpoint exists")
+    a.add_argument("--out", default=".pvad/ablation", help="folder for ablation.md, ablation.json and roc.png")
+    a.add_argument("--no-progress", action="store_true")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=_cmd_eval_ablation)
+

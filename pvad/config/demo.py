@@ -1,0 +1,39 @@
+"""The embedded default (kind ``demo``): server, camera and subscriber on one machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from pvad.config.analysis import AnalysisConfig, BatchingConfig, ClassifierConfig
+from pvad.config.anonymizers import (
+    AnonymizerConfig,
+    AnonymizerName,
+    DpEncoderAnonymizer,
+)
+from pvad.config.base import SHIPPED_CLASSIFIER, Section
+from pvad.config.scoring import ScoringConfig
+
+
+class DemoConfig(Section):
+    """The embedded default: both ends on this machine, certificates generated into `workdir`."""
+
+    workdir: Path = Field(Path(".pvad/demo"), description="certificates, event log and logs go here")
+    source: str = Field("auto", description="'auto' picks a bundled sample video")
+    camera_id: str = "cam-1"
+    max_frames: int | None = Field(300, ge=1, description="stop after this many frames; null = the whole source")
+    target_fps: float = Field(10.0, gt=0.0, le=120.0)
+    max_in_flight: int = Field(4, ge=1, le=4096, description="camera's unacknowledged frames at most")
+    anonymizer: AnonymizerConfig = DpEncoderAnonymizer()
+    accept: list[AnonymizerName] = Field(
+        default_factory=lambda: ["dp-encoder"]
+    )
+    analysis: AnalysisConfig = Field(
+        default_factory=lambda: AnalysisConfig(
+            classifier=ClassifierConfig(checkpoint=SHIPPED_CLASSIFIER, pretrained="never"),
+            batching=BatchingConfig(max_batch=1, max_wait_ms=0.0),
+        ),
+        description="the shipped CPU classifier (trained on synthetic scenes; its card says what it was not trained on)",
+    )
+    scoring: ScoringConfig = ScoringConfig()

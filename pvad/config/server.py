@@ -1,0 +1,96 @@
+"""The analysis server's file (kind ``server``) and its own sections: decoders, limits, access, event log, metrics, MQTT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from pvad.config.analysis import AnalysisConfig
+from pvad.config.anonymizers import AnonymizerName
+from pvad.config.base import SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER, Section
+from pvad.config.scoring import ScoringConfig
+from pvad.config.tls import ServerTLS
+
+
+class DecoderConfig(Section):
+    checkpoints: list[Path] = Field(
+        default_factory=lambda: [SHIPPED_DP_AUTOENCODER, SHIPPED_AUTOENCODER],
+        description="autoencoder checkpoints whose decoders this server holds (default: the shipped pairs)",
+    )
+    untrained_seeds: list[int] = Field(
+        default_factory=list,
+        description="also hold the untrained autoencoder made from each seed (development only)",
+    )
+
+
+class LimitsConfig(Section):
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_image_width: int = Field(1920, ge=16)
+    max_image_height: int = Field(1080, ge=16)
+    max_streams_per_camera: int = Field(
+        2, ge=1, le=64, description="concurrent Ingest streams per camera (2 lets a reconnect overlap a dying stream)"
+    )
+    max_subscribers: int = Field(64, ge=1, le=100_000)
+    subscriber_queue: int = Field(256, ge=1, le=1_000_000, description="live score events buffered per subscriber")
+
+
+class AccessConfig(Section):
+    """Which cameras each subscriber (by certificate id) may follow."""
+
+    subscribers: dict[str, list[str]] = Field(
+        default_factory=dict, description="subscriber id -> camera ids it may see"
+    )
+    default: Literal["all", "none"] = Field("all", description="for subscribers not listed above")
+
+    def cameras_for(self, subscriber: str) -> frozenset[str] | None:
+        """Camera ids `subscriber` may see; None means every camera."""
+        if subscriber in self.subscribers:
+            return frozenset(self.subscribers[subscriber])
+        return None if self.default == "all" else frozenset()
+
+
+class MqttTLS(Section):
+    ca: Path = Field(description="CA that signed the broker's certificate")
+    cert: Path | None = Field(None, description="client certificate, when the broker asks for one")
+    key: Path | None = None
+
+
+class MqttConfig(Section):
+    """Alarm events to an MQTT broker (Frigate-style topics), replayed from the event log."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = Field("pvad", pattern=r"^[^#+]+$")
+    client_id: str = "pvad-server"
+    qos: Literal[0, 1, 2] = 1
+    username: str | None = None
+    password_file: Path | None = Field(None, description="file holding the password (never the password itself)")
+    tls: MqttTLS | None = None
+    reconnect_max_s: float = Field(30.0, gt=0.0)
+
+
+class MetricsConfig(Section):
+    listen: str | None = Field(None, description="host:port for Prometheus /metrics; null = off")
+
+
+class EventLogConfig(Section):
+    path: Path = Field(Path("pvad-events.sqlite"), description="SQLite event log (WAL)")
+
+
+class ServerConfig(Section):
+    listen: str = Field("127.0.0.1:50051", description="host:port; port 0 picks a free one")
+    tls: ServerTLS
+    accept: list[AnonymizerName] = Field(
+        default_factory=lambda: ["dp-encoder"], description="payload kinds this server analyses"
+    )
+    decoders: DecoderConfig = DecoderConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    limits: LimitsConfig = LimitsConfig()
+    access: AccessConfig = AccessConfig()
+    event_log: EventLogConfig = EventLogConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    mqtt: MqttConfig | None = Field(None, description="null = no MQTT bridge")
+    drain_s: float = Field(5.0, ge=0.0, le=600.0, description="on SIGTERM, time to finish frames in analysis")
