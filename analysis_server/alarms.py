@@ -42,6 +42,11 @@ CREATE TABLE IF NOT EXISTS camera_state (
     accumulator REAL NOT NULL,
     alarm INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS normality_models (
+    camera_id TEXT PRIMARY KEY,
+    model BLOB NOT NULL,
+    fitted_ns INTEGER NOT NULL
+);
 """
 
 
@@ -89,10 +94,11 @@ class EventLog:
 
     def commit_frame(
         self, *, camera_id: str, seq: int, accumulator: float, alarm: bool,
-        event_kind: int | None = None, score: float = 0.0, confidence: float = 0.0,
+        event_kind: int | None = None, score: float = 0.0, confidence: float = 0.0, normality_model: bytes | None = None,
     ) -> pvad_pb2.AlarmEvent | None:
-        """Record that `seq` was scored, and the alarm event it caused if any, in one transaction.
-        Called before the frame is acknowledged: an acknowledged frame is never scored again."""
+        """Record that `seq` was scored, the alarm event it caused if any, and the camera's normality model
+        when this frame completed its learning, in one transaction. Called before the frame is
+        acknowledged: an acknowledged frame is never scored again."""
         now = time.time_ns()
         with self._lock:
             self._db.execute("BEGIN")
@@ -103,6 +109,8 @@ class EventLog:
                     "accumulator=excluded.accumulator, alarm=excluded.alarm",
                     (camera_id, int(seq), float(accumulator), int(alarm)),
                 )
+                if normality_model is not None:
+                    self._save_normality(camera_id, normality_model, now)
                 event = None
                 if event_kind is not None:
                     row = (camera_id, int(event_kind), int(seq), float(score), float(confidence), now)
@@ -115,6 +123,27 @@ class EventLog:
                 self._db.execute("ROLLBACK")
                 raise
         return event
+
+    def _save_normality(self, camera_id: str, model: bytes, now: int) -> None:
+        self._db.execute(
+            "INSERT INTO normality_models (camera_id, model, fitted_ns) VALUES (?,?,?) "
+            "ON CONFLICT(camera_id) DO UPDATE SET model=excluded.model, fitted_ns=excluded.fitted_ns",
+            (camera_id, sqlite3.Binary(model), now),
+        )
+
+    def save_normality(self, camera_id: str, model: bytes) -> None:
+        with self._lock:
+            self._save_normality(camera_id, model, time.time_ns())
+
+    def load_normality(self, camera_id: str) -> bytes | None:
+        """The camera's stored normality model (serialised), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT model FROM normality_models WHERE camera_id = ?", (camera_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def delete_normality(self, camera_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM normality_models WHERE camera_id = ?", (camera_id,)).rowcount > 0
 
     def load_camera(self, camera_id: str) -> SavedCamera | None:
         with self._lock:
@@ -203,8 +232,9 @@ class AlarmHub:
                 sub.queue.put_nowait(None)  # a wake-up; the subscriber re-reads the log
 
     def publish_score(self, *, camera_id: str, seq: int, score: float, confidence: float,
-                      capture_time_ns: int = 0) -> None:
-        ev = pvad_pb2.AlarmEvent(camera_id=camera_id, kind=pvad_pb2.SCORE, seq=seq, score=score, confidence=confidence)
+                      capture_time_ns: int = 0, phase: int = 0, normality_score: float = 0.0) -> None:
+        ev = pvad_pb2.AlarmEvent(camera_id=camera_id, kind=pvad_pb2.SCORE, seq=seq, score=score, confidence=confidence,
+                                 phase=phase, normality_score=normality_score)
         ev.time.GetCurrentTime()
         if capture_time_ns:
             ev.capture_time.FromNanoseconds(capture_time_ns)

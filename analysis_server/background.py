@@ -36,3 +36,10 @@ class CameraBackground:
         self._shape = frame_rgb_u8.shape
         self._mog.apply(frame_rgb_u8)
         return self._mog.getBackgroundImage()
+
+    def foreground(self, frame_rgb_u8: np.ndarray) -> np.ndarray:
+        """Feed a frame; its foreground mask (H x W uint8, 0 or 255)."""
+        if self._shape is not None and frame_rgb_u8.shape != self._shape:
+            self.reset()
+        self._shape = frame_rgb_u8.shape
+        return self._mog.apply(frame_rgb_u8)

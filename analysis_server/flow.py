@@ -9,11 +9,15 @@ The first frame of a camera has no predecessor: its flow is zero motion.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from analysis_server.background import CameraBackground
+
+if TYPE_CHECKING:
+    from analysis_server.normality.camera import CameraNormality
 from pvad.config import FlowConfig
 
 _DIS_PRESETS = {
@@ -50,25 +54,31 @@ class FlowEstimator:
 
 
 class CameraFlow:
-    """Per-camera state: the previous reconstructed frame, and its flow image to the next one; for
-    a classifier that sees the foreground, also the camera's background model."""
+    """Per-camera state of the analysis pipeline: the previous reconstructed frame and the last raw
+    flow; for a classifier that sees the foreground, the camera's background model; for a server
+    that learns each camera's normal activity, the camera's normality state."""
 
-    def __init__(self, estimator: FlowEstimator, background: CameraBackground | None = None) -> None:
+    def __init__(self, estimator: FlowEstimator, background: CameraBackground | None = None,
+                 normality: "CameraNormality | None" = None) -> None:
         self.estimator = estimator
         self.background = background
+        self.normality = normality
         self.prev_gray: np.ndarray | None = None
+        self.raw: np.ndarray | None = None  # flow (H x W x 2, pixels) from the previous frame to the last one
+        self.has_flow = False  # False for a camera's first frame (its flow is zero by definition)
 
     def reset(self) -> None:
+        """The next frame does not follow the last one: flow, background and smoothing start again."""
         self.prev_gray = None
         if self.background is not None:
             self.background.reset()
+        if self.normality is not None:
+            self.normality.discontinuity()
 
     def next(self, frame_rgb_u8: np.ndarray) -> np.ndarray:
         """Flow image from the previous frame to this one; zero motion for the first frame."""
         gray = cv2.cvtColor(frame_rgb_u8, cv2.COLOR_RGB2GRAY)
-        if self.prev_gray is None or self.prev_gray.shape != gray.shape:
-            flow = np.zeros((*gray.shape, 2), np.float32)
-        else:
-            flow = self.estimator.flow(self.prev_gray, gray)
-        self.prev_gray = gray
+        self.has_flow = self.prev_gray is not None and self.prev_gray.shape == gray.shape
+        flow = self.estimator.flow(self.prev_gray, gray) if self.has_flow else np.zeros((*gray.shape, 2), np.float32)
+        self.prev_gray, self.raw = gray, flow
         return self.estimator.encode(flow)

@@ -1,4 +1,5 @@
-"""The analysis pipeline: decode -> optical flow (and background) -> detector -> two-stream classifier -> σ_t.
+"""The analysis pipeline: decode -> optical flow (and background) -> detector -> two-stream classifier, and the
+camera's normality model -> σ_t (the two fused by ``analysis.normality.fusion``).
 
 `Analyzer` owns the networks and runs one batch synchronously, on its one worker thread (`executor`).
 `Batcher` collects frames from any number of camera streams into batches of at most
@@ -24,11 +25,25 @@ import torch
 from analysis_server.background import CameraBackground
 from analysis_server.detectors import bag_of_objects, create_detector
 from analysis_server.flow import CameraFlow, FlowEstimator
+from analysis_server.normality import (
+    CameraNormality,
+    MotionGrid,
+    NormalityModel,
+    NormalityStep,
+    Phase,
+    fuse,
+)
 from analysis_server.validate import Payload
 from models.nets.autoencoder import LATENT_SHAPE, encoder_id, load_autoencoder
 from models.nets.two_stream import card_background, load_classifier
 from pvad.aio import cancel_and_wait
-from pvad.config import FRAME_HEIGHT, FRAME_WIDTH, AnalysisConfig, DecoderConfig, HogDetector
+from pvad.config import (
+    FRAME_HEIGHT,
+    FRAME_WIDTH,
+    AnalysisConfig,
+    DecoderConfig,
+    HogDetector,
+)
 from pvad.devices import resolve_device
 from pvad.errors import ConfigError
 
@@ -48,6 +63,23 @@ class StageTimes:
     def ms_per_frame(self) -> dict[str, float]:
         n = max(self.frames, 1)
         return {k: round(1000.0 * v / n, 2) for k, v in self.seconds.items()}
+
+
+@dataclass
+class FrameResult:
+    """What the pipeline says about one frame."""
+
+    sigma: float  # σ_t, what the SAS accumulates (the fusion of the two below)
+    classifier: float | None = None  # the two-stream classifier's confidence (None: not run)
+    phase: Phase | None = None  # the camera's normality phase (None: normality off)
+    normality_score: float | None = None  # smoothed distance to the camera's normal (scoring only)
+    normality_sigma: float | None = None
+    fitted: NormalityModel | None = None  # set on the frame that completed the camera's learning
+    hold: bool = False  # no evidence either way: the SAS stands still (learning, or no motion measured yet)
+
+    @property
+    def learning(self) -> bool:
+        return self.phase is Phase.LEARNING
 
 
 class DecoderBank:
@@ -98,6 +130,9 @@ class Analyzer:
         self.decoders = DecoderBank(decoders, self.device)
         self.classifier = self.classifier.to(self.device).eval()
         self.flow = FlowEstimator(analysis.flow)
+        self.normality_cfg = analysis.normality if analysis.normality.enabled else None
+        self.motion = MotionGrid(analysis.normality.motion) if self.normality_cfg is not None else None
+        self.fusion = analysis.normality.fusion if self.normality_cfg is not None else "classifier"
         self.background_cfg = card_background(self.card)  # the card's settings: the server must match training
         # (x - mean) / std as one multiply and one subtract: x * (1/std) - mean/std
         std = torch.tensor(self.card.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
@@ -163,9 +198,11 @@ class Analyzer:
         dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def new_camera_flow(self) -> CameraFlow:
+    def new_camera_flow(self, camera_id: str = "", model: NormalityModel | None = None) -> CameraFlow:
+        """A camera's pipeline state; with normality on, learning (or scoring with ``model``)."""
         bg = CameraBackground(self.background_cfg) if self.background_cfg is not None else None
-        return CameraFlow(self.flow, bg)
+        normality = CameraNormality(self.normality_cfg, camera_id, model) if self.normality_cfg is not None else None
+        return CameraFlow(self.flow, bg, normality)
 
     def _normalise(self, batch_hwc: np.ndarray, scale: float = 1.0) -> torch.Tensor:
         """N x H x W x 3 (uint8 with scale 1/255, or float in [0, 1]) -> normalised N x 3 x H x W float32,
@@ -182,6 +219,12 @@ class Analyzer:
         if len(states) > 1 and len({id(s) for s in states}) == len(states):
             return np.stack(list(self._flow_pool.map(step, states, frames)))
         return np.stack([step(s, f) for s, f in zip(states, frames)])  # a camera twice: in order
+
+    def _per_camera_list(self, step, states: list, args: list) -> list:
+        """Like ``_per_camera`` for steps that return objects, not arrays."""
+        if len(states) > 1 and len({id(s) for s in states}) == len(states):
+            return list(self._flow_pool.map(step, states, args))
+        return [step(s, a) for s, a in zip(states, args)]
 
     def flows(self, states: list[CameraFlow], frames: list[np.ndarray]) -> np.ndarray:
         """Flow images (N x H x W x 3 float32) of each camera's frame, cameras in parallel."""
@@ -209,31 +252,68 @@ class Analyzer:
         return frames  # type: ignore[return-value]
 
     def analyze(self, items: list[tuple[CameraFlow, Payload]]) -> list[float]:
-        """σ_t for each (camera flow state, payload), in order."""
+        """σ_t for each (camera state, payload), in order."""
+        return [r.sigma for r in self.analyze_frames(items)]
+
+    def _normality(self, state: CameraFlow, frame: np.ndarray, payload: Payload) -> NormalityStep | None:
+        if state.normality is None:
+            return None
+        feats = self.motion(state.raw, state.normality.foreground.foreground(frame))
+        return state.normality.step(feats, source=payload.source, frame_shape=frame.shape[:2], has_flow=state.has_flow)
+
+    def analyze_frames(self, items: list[tuple[CameraFlow, Payload]]) -> list[FrameResult]:
+        """A `FrameResult` for each (camera state, payload), in order."""
         t0 = time.perf_counter()
+        for state, p in items:
+            if p.discontinuity:
+                state.reset()
         frames = self._reconstruct([p for _, p in items])
         t1 = time.perf_counter()
-        flows = self.flows([s for s, _ in items], frames)
-        backgrounds = self.backgrounds([s for s, _ in items], frames) if self.background_cfg is not None else None
+        states = [s for s, _ in items]
+        flows = self.flows(states, frames)
+        backgrounds = self.backgrounds(states, frames) if self.background_cfg is not None else None
         t2 = time.perf_counter()
-        bags = None
-        if self.classifier.use_bag:
-            dets = self.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
-            bags = torch.from_numpy(np.stack([bag_of_objects(d) for d in dets])).to(self.device)
+        steps = [None] * len(items)
+        if self.normality_cfg is not None:
+            steps = self._per_camera_list(lambda s, fp: self._normality(s, *fp), states, list(zip(frames, [p for _, p in items])))
         t3 = time.perf_counter()
-        with torch.inference_mode(), self._autocast():
-            x = self._normalise(np.stack(frames), 1.0 / 255.0)
-            if backgrounds is not None:  # the foreground layout of models.nets.two_stream: the means cancel
-                x = x.sub_(self._normalise(backgrounds, 1.0 / 255.0))
-            flow = self._normalise(flows) if self.classifier.streams == 2 else None
-            sigma = torch.sigmoid(self.classifier(x, flow, bags).float()).cpu().numpy()
-        t4 = time.perf_counter()
-        for stage, dt in (("decode", t1 - t0), ("flow", t2 - t1), ("detector", t3 - t2), ("classifier", t4 - t3)):
+        sigma = None
+        if self.fusion != "normality":
+            bags = None
+            if self.classifier.use_bag:
+                dets = self.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
+                bags = torch.from_numpy(np.stack([bag_of_objects(d) for d in dets])).to(self.device)
+            t4 = time.perf_counter()
+            with torch.inference_mode(), self._autocast():
+                x = self._normalise(np.stack(frames), 1.0 / 255.0)
+                if backgrounds is not None:  # the foreground layout of models.nets.two_stream: the means cancel
+                    x = x.sub_(self._normalise(backgrounds, 1.0 / 255.0))
+                flow = self._normalise(flows) if self.classifier.streams == 2 else None
+                sigma = torch.sigmoid(self.classifier(x, flow, bags).float()).cpu().numpy()
+        else:
+            t4 = t3
+        t5 = time.perf_counter()
+        results = []
+        for i, step in enumerate(steps):
+            clf = float(sigma[i]) if sigma is not None else None
+            if step is None:
+                results.append(FrameResult(fuse("classifier", clf, None), clf))
+            elif step.phase is Phase.LEARNING:  # no alarm decision while the camera learns its normal
+                results.append(FrameResult(0.0, clf, step.phase, fitted=step.fitted, hold=True))
+            else:
+                hold = step.sigma is None and (clf is None or self.fusion == "normality")
+                results.append(FrameResult(fuse(self.fusion, clf, step.sigma), clf, step.phase, step.score, step.sigma,
+                                           hold=hold))
+        stages = (("decode", t1 - t0), ("flow", t2 - t1), ("normality", t3 - t2), ("detector", t4 - t3),
+                  ("classifier", t5 - t4))
+        for stage, dt in stages:
+            if stage == "normality" and self.normality_cfg is None:
+                continue
             self.times.add(stage, dt)
             if self.stage_observer is not None:
                 self.stage_observer.labels(stage).observe(dt / len(items))
         self.times.frames += len(items)
-        return [float(s) for s in sigma]
+        return results
 
 
 @dataclass
@@ -261,7 +341,7 @@ class Batcher:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
 
-    async def submit(self, state: CameraFlow, payload: Payload) -> float:
+    async def submit(self, state: CameraFlow, payload: Payload) -> FrameResult:
         fut = asyncio.get_running_loop().create_future()
         await self._queue.put(_Job(state, payload, fut))
         return await fut
@@ -287,7 +367,7 @@ class Batcher:
                 continue
             try:
                 sigmas = await asyncio.get_running_loop().run_in_executor(
-                    self.analyzer.executor, self.analyzer.analyze, [(j.state, j.payload) for j in jobs])
+                    self.analyzer.executor, self.analyzer.analyze_frames, [(j.state, j.payload) for j in jobs])
             except Exception as err:  # a failing batch fails its frames, never the batcher
                 log.exception("analysis of a batch of %d frames failed", len(jobs))
                 for j in jobs:

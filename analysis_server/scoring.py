@@ -50,6 +50,10 @@ class SigmoidalAnomalyScore:
     def score(self) -> float:
         return 1.0 / (1.0 + math.exp(-self.x))
 
+    def hold(self) -> ScoreUpdate:
+        """No decision for this frame (the camera is still learning its normal): the state stands still."""
+        return ScoreUpdate(0.0, self.x, self.score, self.alarm, False, False)
+
     def update(self, sigma: float) -> ScoreUpdate:
         if not 0.0 <= sigma <= 1.0 or math.isnan(sigma):
             raise ValueError(f"confidence must be in [0, 1], got {sigma}")

@@ -8,6 +8,7 @@ client certificate's common name (`camera/<id>`, `subscriber/<id>`, see `pvad.ce
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,15 +22,22 @@ from analysis_server.alarms import AlarmHub, EventLog
 from analysis_server.flow import CameraFlow
 from analysis_server.metrics import ServerMetrics
 from analysis_server.mqtt_bridge import MqttBridge
+from analysis_server.normality import NormalityModel, Phase
 from analysis_server.pipeline import Analyzer, Batcher
 from analysis_server.scoring import SigmoidalAnomalyScore
 from analysis_server.validate import parse_frame
-from pvad.certs import CertPaths, identity_from_common_name, reloading_server_credentials
+from pvad.certs import (
+    CertPaths,
+    identity_from_common_name,
+    reloading_server_credentials,
+)
 from pvad.config import ServerConfig
-from pvad.errors import PvadError
+from pvad.errors import ModelLoadError, PvadError
 from pvad.v1 import pvad_pb2, pvad_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+_PHASES = {None: pvad_pb2.PHASE_UNSPECIFIED, Phase.LEARNING: pvad_pb2.LEARNING, Phase.SCORING: pvad_pb2.SCORING}
 
 
 async def peer_identity(context: grpc.aio.ServicerContext, role: str) -> str:
@@ -57,6 +65,7 @@ class CameraState:
     flow: CameraFlow
     last_seq: int = -1
     lock: asyncio.Lock | None = None
+    learn_session: str | None = None  # the `pvad learn` session whose frames this camera is learning from
 
 
 class Counters:
@@ -85,10 +94,28 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         self._idle = asyncio.Event()
         self._idle.set()
 
+    def _normality_model(self, camera_id: str) -> NormalityModel | None:
+        """The camera's stored normality model; a damaged one is reported, dropped, and learnt again."""
+        if self.analyzer.normality_cfg is None:
+            return None
+        data = self.hub.log.load_normality(camera_id)
+        if data is None:
+            return None
+        try:
+            model = NormalityModel.from_bytes(data, what=f"camera {camera_id}'s stored normality model")
+        except ModelLoadError as err:
+            log.error("%s; it is deleted and the camera learns again", err)
+            self.hub.log.delete_normality(camera_id)
+            return None
+        log.info("camera %s: normality model loaded (%d learning frames, threshold %.3f, fitted on %s)",
+                 camera_id, model.frames, model.threshold, model.source)
+        return model
+
     def _camera(self, camera_id: str) -> CameraState:
         st = self.cameras.get(camera_id)
         if st is None:
-            st = CameraState(SigmoidalAnomalyScore(self.cfg.scoring), self.analyzer.new_camera_flow(), lock=asyncio.Lock())
+            flow = self.analyzer.new_camera_flow(camera_id, self._normality_model(camera_id))
+            st = CameraState(SigmoidalAnomalyScore(self.cfg.scoring), flow, lock=asyncio.Lock())
             saved = self.hub.log.load_camera(camera_id)
             if saved is not None:  # restart rule: see analysis_server.alarms.SavedCamera
                 st.last_seq, st.sas.x, st.sas.alarm = saved.last_seq, saved.accumulator, saved.alarm
@@ -113,19 +140,26 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
                         seq=frame.seq, outcome=pvad_pb2.DUPLICATE, message=f"seq {frame.seq} was analysed already",
                         score=st.sas.score, alarm=st.sas.alarm,
                     )
-                sigma = await self.batcher.submit(st.flow, payload)
-                upd = st.sas.update(sigma)
+                res = await self.batcher.submit(st.flow, payload)
+                sigma = res.sigma
+                if res.hold:  # no alarm decision (the camera learns its normal, or has no motion yet): the SAS stands still
+                    upd = st.sas.hold()
+                else:
+                    upd = st.sas.update(sigma)
                 kind = pvad_pb2.ALARM_RAISED if upd.raised else pvad_pb2.ALARM_CLEARED if upd.cleared else None
                 event = await asyncio.to_thread(
                     self.hub.log.commit_frame, camera_id=camera_id, seq=frame.seq, accumulator=upd.accumulator,
                     alarm=upd.alarm, event_kind=kind, score=upd.score, confidence=sigma,
+                    normality_model=res.fitted.to_bytes() if res.fitted is not None else None,
                 )
                 st.last_seq = frame.seq
                 if event is not None:
                     self.hub.announce(event)
                     self.metrics.alarms.labels(pvad_pb2.EventKind.Name(event.kind)).inc()
+                phase = _PHASES[res.phase]
                 self.hub.publish_score(camera_id=camera_id, seq=frame.seq, score=upd.score, confidence=sigma,
-                                       capture_time_ns=payload.capture_time_ns)
+                                       capture_time_ns=payload.capture_time_ns, phase=phase,
+                                       normality_score=res.normality_score or 0.0)
         except PvadError as err:
             self.counters.reject(err.code)
             self.metrics.frames_rejected.labels(err.code.name).inc()
@@ -147,7 +181,8 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         self.metrics.frame_seconds.observe(elapsed)
         return pvad_pb2.FrameAck(
             seq=frame.seq, outcome=pvad_pb2.ACCEPTED, confidence=sigma, score=upd.score, alarm=upd.alarm,
-            server_ms=1000.0 * elapsed,
+            server_ms=1000.0 * elapsed, phase=phase, normality_score=res.normality_score or 0.0,
+            classifier_confidence=res.classifier if res.classifier is not None else 0.0,
         )
 
     async def drain(self, timeout: float) -> bool:
@@ -166,9 +201,10 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         limit = self.cfg.limits.max_streams_per_camera
         if self.streams.get(camera_id, 0) >= limit:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"camera {camera_id} already has {limit} open streams")
+        mode = await self._stream_mode(context, camera_id)
         self.streams[camera_id] = self.streams.get(camera_id, 0) + 1
         self.metrics.streams.inc()
-        log.info("camera %s connected from %s", camera_id, context.peer())
+        log.info("camera %s connected from %s%s", camera_id, context.peer(), f" ({mode[0]} stream)" if mode else "")
         n = 0
         try:
             async for frame in request_iterator:
@@ -184,10 +220,49 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
                     if not self._busy:
                         self._idle.set()
                 yield ack
+            if mode and mode[0] == "learn":  # the camera sent all its learning footage: fit now
+                context.set_trailing_metadata((("pvad-normality", await self._finish_learning(camera_id, context)),))
         finally:
             self.streams[camera_id] -= 1
             self.metrics.streams.dec()
             log.info("camera %s stream ended after %d frames", camera_id, n)
+
+
+    async def _stream_mode(self, context, camera_id: str) -> tuple[str, str] | None:
+        """``pvad-learn: <session>`` marks a stream's frames as normal footage to learn from (``pvad learn``);
+        ``pvad-relearn: 1`` drops the camera's model so it learns again from its live frames."""
+        md = dict(context.invocation_metadata() or ())
+        if "pvad-learn" not in md and "pvad-relearn" not in md:
+            return None
+        norm = self.analyzer.normality_cfg
+        if norm is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this server learns no normality models (analysis.normality.enabled is false)")
+        st = self._camera(camera_id)
+        async with st.lock:
+            if "pvad-relearn" in md:
+                await asyncio.to_thread(self.hub.log.delete_normality, camera_id)
+                st.flow.normality.relearn(reason="asked by the camera (pvad learn --reset)")
+                return ("relearn", "")
+            session = md["pvad-learn"]
+            if st.learn_session != session:  # a reconnect of the same `pvad learn` keeps what it sent
+                st.flow.normality.relearn(learn_only=True, reason=f"pvad learn session {session}")
+                st.learn_session = session
+        return ("learn", session)
+
+    async def _finish_learning(self, camera_id: str, context) -> str:
+        st = self.cameras[camera_id]
+        async with st.lock:
+            norm = st.flow.normality
+            try:
+                model = await asyncio.to_thread(norm.finish)
+            except ValueError as err:
+                st.learn_session = None
+                norm.relearn(reason="pvad learn stream too short")
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"camera {camera_id}: {err}")
+            await asyncio.to_thread(self.hub.log.save_normality, camera_id, model.to_bytes())
+            st.learn_session = None
+        return json.dumps(model.describe())
 
 
 class AlarmsService(pvad_pb2_grpc.AlarmsServicer):

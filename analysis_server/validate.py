@@ -30,6 +30,13 @@ class Payload:
     latent: np.ndarray | None = None
     encoder_id: str = ""
     image: np.ndarray | None = None
+    anonymizer: str = ""  # the image anonymizer's registry name (images only)
+    discontinuity: bool = False  # this frame does not follow the camera's previous one
+
+    @property
+    def source(self) -> str:
+        """What made the frame: ``latent:<encoder id>`` or ``image:<anonymizer>`` (normality models record it)."""
+        return f"latent:{self.encoder_id}" if self.latent is not None else f"image:{self.anonymizer or 'unknown'}"
 
 
 def _image_size(jpeg: bytes) -> tuple[int, int] | None:
@@ -89,7 +96,8 @@ def parse_frame(
             f"frame says camera {frame.camera_id!r} but the client certificate is for camera {peer_camera_id!r}"
         )
     kind = frame.WhichOneof("payload")
-    base = dict(camera_id=frame.camera_id, seq=frame.seq, capture_time_ns=frame.capture_time.ToNanoseconds())
+    base = dict(camera_id=frame.camera_id, seq=frame.seq, capture_time_ns=frame.capture_time.ToNanoseconds(),
+                discontinuity=frame.discontinuity)
     if kind == "latent":
         if "dp-encoder" not in cfg.accept:
             raise PolicyRefused(f"this server does not accept latents; it accepts {cfg.accept}")
@@ -109,5 +117,5 @@ def parse_frame(
         image = decode_jpeg(
             frame.image.jpeg, max_width=cfg.limits.max_image_width, max_height=cfg.limits.max_image_height
         )
-        return Payload(**base, image=image)
+        return Payload(**base, image=image, anonymizer=name)
     raise InvalidFrame("frame has no payload (neither latent nor image)")

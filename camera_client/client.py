@@ -33,6 +33,7 @@ class CameraReport:
     anonymize_ms: float  # mean per frame, capture excluded
     wire_bytes: float  # mean payload bytes per frame
     anonymizer_stats: dict = field(default_factory=dict)  # e.g. a region anonymizer's fallback/error counters
+    trailers: dict = field(default_factory=dict)  # the server's trailing metadata of the last stream
 
     @property
     def lost(self) -> int:
@@ -46,8 +47,8 @@ def first_seq() -> int:
     return time.time_ns() // 1000
 
 
-def make_frame(camera_id: str, seq: int, capture_time_ns: int, payload) -> pvad_pb2.Frame:
-    frame = pvad_pb2.Frame(camera_id=camera_id, seq=seq)
+def make_frame(camera_id: str, seq: int, capture_time_ns: int, payload, *, discontinuity: bool = False) -> pvad_pb2.Frame:
+    frame = pvad_pb2.Frame(camera_id=camera_id, seq=seq, discontinuity=discontinuity)
     frame.capture_time.FromNanoseconds(capture_time_ns)
     if isinstance(payload, pvad_pb2.Latent):
         frame.latent.CopyFrom(payload)
@@ -56,20 +57,34 @@ def make_frame(camera_id: str, seq: int, capture_time_ns: int, payload) -> pvad_
     return frame
 
 
-async def capture_into(cfg: CameraConfig, anonymizer: Anonymizer, buffer: FrameBuffer, totals: dict) -> None:
-    """Capture and anonymize in a worker thread, one frame at a time, into the buffer."""
-    source = iter_frames(cfg.capture)
+def _captured(cfg: CameraConfig, sources: list[str] | None):
+    """(capture, first of its source) for the configured source, or for each of ``sources`` in turn."""
+    for src in sources or [cfg.capture.source]:
+        capture = cfg.capture if sources is None else cfg.capture.model_copy(update={"source": src})
+        for captured in iter_frames(capture):
+            yield captured, captured.index == 0
+
+
+async def capture_into(cfg: CameraConfig, anonymizer: Anonymizer, buffer: FrameBuffer, totals: dict,
+                       sources: list[str] | None = None) -> None:
+    """Capture and anonymize in a worker thread, one frame at a time, into the buffer. The first
+    frame of each source is marked as a discontinuity (the server restarts the camera's flow)."""
+    source = _captured(cfg, sources)
     base = first_seq()
     sentinel = object()
+    index = 0
 
     def produce():
-        captured = next(source, sentinel)
-        if captured is sentinel:
+        nonlocal index
+        item = next(source, sentinel)
+        if item is sentinel:
             return None
+        captured, first = item
         t0 = time.perf_counter()
         payload = anonymizer(captured.bgr)
         totals["anonymize_s"] += time.perf_counter() - t0
-        frame = make_frame(cfg.camera_id, base + captured.index, captured.capture_time_ns, payload)
+        frame = make_frame(cfg.camera_id, base + index, captured.capture_time_ns, payload, discontinuity=first)
+        index += 1
         totals["bytes"] += frame.ByteSize()
         totals["frames"] += 1
         return frame
@@ -87,15 +102,18 @@ def buffer_policy(cfg: CameraConfig) -> str:
     return "drop-oldest" if is_live(cfg.capture.source) else "block"
 
 
-async def run_camera(cfg: CameraConfig, *, on_ack: AckCallback | None = None, anonymizer: Anonymizer | None = None) -> CameraReport:
+async def run_camera(cfg: CameraConfig, *, on_ack: AckCallback | None = None, anonymizer: Anonymizer | None = None,
+                     sources: list[str] | None = None, metadata: tuple[tuple[str, str], ...] = ()) -> CameraReport:
+    """Stream ``cfg.capture.source`` (or each of ``sources`` in turn) to the server; ``metadata`` goes with
+    every stream (``pvad learn`` marks its streams as learning footage this way)."""
     anonymizer = anonymizer or await asyncio.to_thread(create_anonymizer, cfg.anonymizer)
     totals = {"anonymize_s": 0.0, "bytes": 0, "frames": 0}
     buffer = FrameBuffer(cfg.buffer.capacity, buffer_policy(cfg))
     log.info("camera %s: streaming %s through %s to %s (buffer %d, %s)", cfg.camera_id, cfg.capture.source,
              anonymizer.name, cfg.server, buffer.capacity, buffer.policy)
     uplink = Uplink(lambda: secure_channel(cfg.server, cfg.tls), buffer, max_in_flight=cfg.max_in_flight,
-                    reconnect=cfg.reconnect, on_ack=on_ack)
-    capture = asyncio.create_task(capture_into(cfg, anonymizer, buffer, totals))
+                    reconnect=cfg.reconnect, on_ack=on_ack, metadata=metadata)
+    capture = asyncio.create_task(capture_into(cfg, anonymizer, buffer, totals, sources))
     try:
         stats = await uplink.run()
         await capture  # re-raises a capture error
@@ -105,7 +123,7 @@ async def run_camera(cfg: CameraConfig, *, on_ack: AckCallback | None = None, an
     report = CameraReport(
         stats, anonymizer.name, anonymizer.untrained, totals["frames"], buffer.dropped, buffer.peak,
         1000.0 * totals["anonymize_s"] / n, totals["bytes"] / n,
-        anonymizer.stats() if callable(getattr(anonymizer, "stats", None)) else {},
+        anonymizer.stats() if callable(getattr(anonymizer, "stats", None)) else {}, uplink.trailers,
     )
     if report.anonymizer_stats:
         log.info("camera %s: anonymizer %s: %s", cfg.camera_id, anonymizer.name, report.anonymizer_stats)

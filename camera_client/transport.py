@@ -74,8 +74,11 @@ class Uplink:
         max_in_flight: int,
         reconnect: ReconnectConfig,
         on_ack: AckCallback | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.connect = connect
+        self.metadata = metadata
+        self.trailers: dict[str, str] = {}  # the last stream's trailing metadata
         self.buffer = buffer
         self.max_in_flight = max_in_flight
         self.reconnect = reconnect
@@ -131,9 +134,11 @@ class Uplink:
         acked_before = self.stats.acked
         async with self.connect() as channel:
             self.stats.connections += 1
-            call = pvad_pb2_grpc.IngestStub(channel).Stream(self._requests(in_flight, window))
+            call = pvad_pb2_grpc.IngestStub(channel).Stream(self._requests(in_flight, window),
+                                                            metadata=self.metadata or None)
             async for ack in call:
                 await self._handle_ack(ack, in_flight, window)
+            self.trailers = {k: v for k, v in (await call.trailing_metadata() or ())}
         return self.stats.acked - acked_before
 
     async def run(self) -> StreamStats:

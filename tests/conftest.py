@@ -16,6 +16,7 @@ from pvad.config import (
     DecoderConfig,
     EventLogConfig,
     NoDetector,
+    NormalityConfig,
     ServerConfig,
     ServerTLS,
 )
@@ -51,6 +52,7 @@ def tiny_analysis(**overrides) -> AnalysisConfig:
         classifier=ClassifierConfig(backbone="tiny", hidden=32, bag=False, pretrained="never"),
         detector=NoDetector(),
         batching=BatchingConfig(max_batch=4, max_wait_ms=2),
+        normality=NormalityConfig(enabled=False),  # the classifier path; normality tests turn it on
     )
     base.update(overrides)
     return AnalysisConfig(**base)

@@ -69,7 +69,7 @@ def test_cached_backgrounds_equal_the_servers(synth_bench: Path, tmp_path: Path)
     f = cache.get(video, idx)
     assert f.background is not None and f.background.shape == f.frame.shape
     server = Analyzer.__new__(Analyzer)  # only new_camera_flow's background is used here
-    server.flow, server.background_cfg = None, BackgroundConfig(history=50)
+    server.flow, server.background_cfg, server.normality_cfg = None, BackgroundConfig(history=50), None
     state = server.new_camera_flow()
     frames = read_frames(video.path, set(range(41)))
     for i in range(41):

@@ -6,15 +6,21 @@ import asyncio
 import time
 
 import pytest
+from conftest import client_tls, run, server_config
+from test_camera import BIKES, needs_bikes
 
+from analysis_server.pipeline import FrameResult
 from analysis_server.service import start_server
 from camera_client.buffer import FrameBuffer
 from camera_client.client import run_camera
-from pvad.config import BufferConfig, CameraConfig, CaptureConfig, DpEncoderAnonymizer, ReconnectConfig
+from pvad.config import (
+    BufferConfig,
+    CameraConfig,
+    CaptureConfig,
+    DpEncoderAnonymizer,
+    ReconnectConfig,
+)
 from pvad.v1 import pvad_pb2
-
-from conftest import client_tls, run, server_config
-from test_camera import BIKES, needs_bikes
 
 
 class _SeqRecorder:
@@ -24,8 +30,13 @@ class _SeqRecorder:
         self.real, self.scored = real, scored
         self.decoders, self.times, self.untrained, self.executor = real.decoders, real.times, [], real.executor
 
-    def new_camera_flow(self):
+    normality_cfg = None  # the classifier path only
+
+    def new_camera_flow(self, *args):
         return self.real.new_camera_flow()
+
+    def analyze_frames(self, items):
+        return [FrameResult(s) for s in self.analyze(items)]
 
     def analyze(self, items):
         time.sleep(0.02)
@@ -121,12 +132,12 @@ def test_next_after_waits_and_ends_when_closed():
 
 # ----------------------------------------------------------------------------- server side
 
+import grpc  # noqa: E402
+from test_server import _FixedAnalyzer, events_during, exchange, latent_frame  # noqa: E402
+
 from pvad.channel import secure_channel  # noqa: E402
 from pvad.config import AccessConfig, MetricsConfig  # noqa: E402
 from pvad.subscriber import follow_alarms  # noqa: E402
-from test_server import _FixedAnalyzer, events_during, exchange, latent_frame  # noqa: E402
-
-import grpc  # noqa: E402
 
 
 def test_subscriber_limited_to_camera_a_sees_nothing_of_camera_b(pki, tmp_path, analyzer, encoder):

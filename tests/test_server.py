@@ -8,7 +8,9 @@ import cv2
 import grpc
 import numpy as np
 import pytest
+from conftest import client_tls, run, server_config
 
+from analysis_server.pipeline import FrameResult
 from analysis_server.service import start_server
 from camera_client.anonymize import create_anonymizer
 from camera_client.client import make_frame
@@ -17,8 +19,6 @@ from pvad.codec import encode_latent
 from pvad.config import BlurAnonymizer, DpEncoderAnonymizer
 from pvad.subscriber import follow_alarms
 from pvad.v1 import pvad_pb2, pvad_pb2_grpc
-
-from conftest import client_tls, run, server_config
 
 rng = np.random.default_rng(0)
 FRAME = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
@@ -198,8 +198,13 @@ class _FixedAnalyzer:
         self.real, self.sigmas = real, list(sigmas)
         self.decoders, self.times, self.untrained, self.executor = real.decoders, real.times, [], real.executor
 
-    def new_camera_flow(self):
+    normality_cfg = None  # the classifier path only
+
+    def new_camera_flow(self, *args):
         return self.real.new_camera_flow()
+
+    def analyze_frames(self, items):
+        return [FrameResult(s) for s in self.analyze(items)]
 
     def analyze(self, items):
         return [self.sigmas.pop(0) for _ in items]
@@ -259,9 +264,9 @@ class _RecordingAnalyzer(_FixedAnalyzer):
 
 
 def test_frames_from_several_cameras_share_batches(pki, tmp_path, analyzer, encoder):
-    from pvad.config import BatchingConfig
-
     from conftest import tiny_analysis
+
+    from pvad.config import BatchingConfig
 
     cfg = server_config(pki, tmp_path, analysis=tiny_analysis(batching=BatchingConfig(max_batch=2, max_wait_ms=20)))
 

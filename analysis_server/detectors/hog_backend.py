@@ -16,7 +16,12 @@ import logging
 import cv2
 import numpy as np
 
-from analysis_server.detectors.base import PERSON, Detections, Detector, register_detector
+from analysis_server.detectors.base import (
+    PERSON,
+    Detections,
+    Detector,
+    register_detector,
+)
 from pvad.config import HogDetector
 from pvad.errors import ModelLoadError
 

@@ -12,7 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from analysis_server.detectors.base import COCO_CLASSES, Detections, Detector, register_detector
+from analysis_server.detectors.base import (
+    COCO_CLASSES,
+    Detections,
+    Detector,
+    register_detector,
+)
 from pvad.config import UltralyticsDetector
 from pvad.errors import ModelLoadError
 

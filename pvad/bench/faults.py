@@ -47,6 +47,7 @@ ANALYSIS = {
     "device": "cpu", "threads": 1,
     "classifier": {"backbone": "tiny", "hidden": 64, "bag": False, "pretrained": "never"},
     "detector": {"backend": "none"}, "batching": {"max_batch": 8, "max_wait_ms": 5},
+    "normality": {"enabled": False},  # alarms from the classifier from the first frame on
 }
 FLOOD_CAMERA = "flood"
 

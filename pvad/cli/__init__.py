@@ -15,6 +15,7 @@ from pvad.cli import (
     data,
     evaluate,
     export,
+    learn,
     models,
     protos,
     run,
@@ -23,7 +24,7 @@ from pvad.cli import (
 from pvad.errors import PvadError
 from pvad.logs import setup_logging
 
-GROUPS = (certs, run, config, protos, train, export, evaluate, bench, models, data)
+GROUPS = (certs, run, learn, config, protos, train, export, evaluate, bench, models, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,40 @@ from pvad.errors import ConfigError
 log = logging.getLogger("pvad")
 
 
+def _oneclass_analysis(args: argparse.Namespace):
+    """The analysis settings of a one-class evaluation: a server config's, else the defaults (CPU, and the
+    shipped classifier when the fusion uses one); ``--fusion`` and ``--checkpoint`` replace theirs."""
+    from pvad.config import SHIPPED_CLASSIFIER, AnalysisConfig, ClassifierConfig, load_config
+
+    analysis = load_config(args.server_config, "server").analysis if args.server_config else AnalysisConfig(device="cpu")
+    norm = analysis.normality.model_copy(update={"enabled": True, **({"fusion": args.fusion} if args.fusion else {})})
+    update = {"normality": norm}
+    checkpoint = args.checkpoint or (None if args.server_config else SHIPPED_CLASSIFIER)
+    if checkpoint:
+        update["classifier"] = ClassifierConfig(checkpoint=Path(checkpoint), pretrained="never")
+    return analysis.model_copy(update=update)
+
+
+def _cmd_eval_oneclass(args: argparse.Namespace) -> int:
+    from models.eval.oneclass import evaluate_oneclass
+    from pvad.config import ScoringConfig
+
+    scoring = ScoringConfig(tau=args.tau, nu=args.nu, ub=args.ub, lb=args.lb)
+    report = evaluate_oneclass(Path(args.data), anonymizer=args.anonymizer, analysis=_oneclass_analysis(args),
+                               tune=args.tune.split(","), out_dir=Path(args.out), progress=not args.no_progress,
+                               scoring=scoring)
+    print_result(report, args.json)
+    return 0
+
+
 def _cmd_eval_detection(args: argparse.Namespace) -> int:
+    from models.data.oneclass import is_oneclass_dataset
+
+    if is_oneclass_dataset(Path(args.data)):
+        return _cmd_eval_oneclass(args)
+    if args.anonymizer != "none" or args.fusion or args.server_config:
+        raise ConfigError("--anonymizer, --fusion and --server-config are for one-class datasets (Ped2 layout); "
+                          f"{args.data} is a UCF-Crime-layout dataset")
     from models.eval.detection import (
         evaluate_detection,
         plot_gradcam,
@@ -131,7 +164,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_cmd_eval_anonymizers)
     e = esub.add_parser("detection", help="FL-AUC, VL-F1/TPR/FPR with the SAS, ROC and timeline plots, Grad-CAM")
-    e.add_argument("--data", required=True, help="dataset root (UCF-Crime layout, e.g. from `pvad synth`)")
+    e.add_argument("--data", required=True, help="dataset root: UCF-Crime layout (e.g. from `pvad synth`) or a "
+                   "one-class benchmark (UCSD Ped2 frames + ped2.mat, official UCSD, Avenue, ShanghaiTech layouts)")
+    e.add_argument("--anonymizer", default="none", help="one-class data: the camera's anonymizer the frames go "
+                   "through (none, dp-encoder, learned, blur:person, adaptive-blur, ...)")
+    e.add_argument("--server-config", help="one-class data: take the analysis settings (normality, classifier) from "
+                   "this server config")
+    e.add_argument("--fusion", choices=["normality", "classifier", "max", "mean"],
+                   help="one-class data: how σ_t is formed (default: the config's, normality)")
+    e.add_argument("--tune", default="01,02,03,04", help="one-class data: the tuning videos, reported apart")
     e.add_argument("--checkpoint", help="classifier checkpoint (default: the shipped one)")
     e.add_argument("--split", choices=["test", "train", "all"], default="test")
     e.add_argument("--annotations", choices=["auto", "temporal", "vatic", "liu2019"], default="auto")

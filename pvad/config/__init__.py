@@ -70,6 +70,10 @@ from pvad.config.loader import (
     load_config,
     validate_config,
 )
+from pvad.config.normality import (
+    MotionGridConfig,
+    NormalityConfig,
+)
 from pvad.config.scoring import (
     ScoringConfig,
 )
@@ -92,6 +96,8 @@ from pvad.config.tls import (
 )
 
 __all__ = [
+    "MotionGridConfig",
+    "NormalityConfig",
     "UNTRAINED_CLASSIFIER",
     "ANONYMIZER_NAMES",
     "AccessConfig",

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from pvad.config.base import Section
 from pvad.config.detectors import DetectorConfig
+from pvad.config.normality import NormalityConfig
 
 
 class FlowConfig(Section):
@@ -68,6 +69,7 @@ class AnalysisConfig(Section):
         None, description="bag-of-objects detector; null = none for a classifier without a bag, OpenCV HOG for one with"
     )
     batching: BatchingConfig = BatchingConfig()
+    normality: NormalityConfig = NormalityConfig()
 
     @model_validator(mode="after")
     def _bag_needs_detector(self) -> "AnalysisConfig":

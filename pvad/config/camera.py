@@ -12,7 +12,10 @@ from pvad.config.tls import ClientTLS
 
 
 class CaptureConfig(Section):
-    source: str = Field(description="video file path, device index (e.g. '0') or rtsp:// URL")
+    source: str = Field(description="video file path, folder of frame images, device index (e.g. '0') or rtsp:// URL")
+    source_fps: float | None = Field(
+        None, gt=0.0, le=1000.0, description="frame rate a folder of images was recorded at; null = target_fps (every image)"
+    )
     target_fps: float = Field(10.0, gt=0.0, le=120.0, description="frames per second sent to the server")
     max_frames: int | None = Field(None, ge=1, description="stop after this many frames")
     loop: bool = Field(False, description="restart a file source at its end")

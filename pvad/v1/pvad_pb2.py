@@ -25,35 +25,37 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12pvad/v1/pvad.proto\x12\x07pvad.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x01\n\x06Latent\x12\x12\n\nencoder_id\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x1d\n\x05\x64type\x18\x03 \x01(\x0e\x32\x0e.pvad.v1.DType\x12\r\n\x05scale\x18\x04 \x01(\x02\x12\x12\n\nzero_point\x18\x05 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\x12)\n\x0b\x63ompression\x18\x07 \x01(\x0e\x32\x14.pvad.v1.Compression\")\n\x05Image\x12\x12\n\nanonymizer\x18\x01 \x01(\t\x12\x0c\n\x04jpeg\x18\x02 \x01(\x0c\"\xa8\x01\n\x05\x46rame\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x30\n\x0c\x63\x61pture_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x06latent\x18\n \x01(\x0b\x32\x0f.pvad.v1.LatentH\x00\x12\x1f\n\x05image\x18\x0b \x01(\x0b\x32\x0e.pvad.v1.ImageH\x00\x42\t\n\x07payload\"\xa5\x01\n\x08\x46rameAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12!\n\x07outcome\x18\x02 \x01(\x0e\x32\x10.pvad.v1.Outcome\x12\x13\n\x0bstatus_code\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nconfidence\x18\x05 \x01(\x02\x12\r\n\x05score\x18\x06 \x01(\x02\x12\r\n\x05\x61larm\x18\x07 \x01(\x08\x12\x11\n\tserver_ms\x18\x08 \x01(\x02\"V\n\x10SubscribeRequest\x12\x12\n\ncamera_ids\x18\x01 \x03(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x04\x12\x16\n\x0einclude_scores\x18\x03 \x01(\x08\"\xdf\x01\n\nAlarmEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x04\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12 \n\x04kind\x18\x03 \x01(\x0e\x32\x12.pvad.v1.EventKind\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\r\n\x05score\x18\x05 \x01(\x02\x12\x12\n\nconfidence\x18\x06 \x01(\x02\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63\x61pture_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*B\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT16\x10\x01\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x02*Y\n\x0b\x43ompression\x12\x14\n\x10\x43OMPRESSION_NONE\x10\x00\x12\x14\n\x10\x43OMPRESSION_ZSTD\x10\x01\x12\x1e\n\x1a\x43OMPRESSION_ZSTD_ROW_DELTA\x10\x02*M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x0c\n\x08REJECTED\x10\x02\x12\r\n\tDUPLICATE\x10\x03*W\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41LARM_RAISED\x10\x01\x12\x11\n\rALARM_CLEARED\x10\x02\x12\t\n\x05SCORE\x10\x03\x32\x39\n\x06Ingest\x12/\n\x06Stream\x12\x0e.pvad.v1.Frame\x1a\x11.pvad.v1.FrameAck(\x01\x30\x01\x32G\n\x06\x41larms\x12=\n\tSubscribe\x12\x19.pvad.v1.SubscribeRequest\x1a\x13.pvad.v1.AlarmEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12pvad/v1/pvad.proto\x12\x07pvad.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x01\n\x06Latent\x12\x12\n\nencoder_id\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x1d\n\x05\x64type\x18\x03 \x01(\x0e\x32\x0e.pvad.v1.DType\x12\r\n\x05scale\x18\x04 \x01(\x02\x12\x12\n\nzero_point\x18\x05 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\x12)\n\x0b\x63ompression\x18\x07 \x01(\x0e\x32\x14.pvad.v1.Compression\")\n\x05Image\x12\x12\n\nanonymizer\x18\x01 \x01(\t\x12\x0c\n\x04jpeg\x18\x02 \x01(\x0c\"\xbf\x01\n\x05\x46rame\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x30\n\x0c\x63\x61pture_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdiscontinuity\x18\x04 \x01(\x08\x12!\n\x06latent\x18\n \x01(\x0b\x32\x0f.pvad.v1.LatentH\x00\x12\x1f\n\x05image\x18\x0b \x01(\x0b\x32\x0e.pvad.v1.ImageH\x00\x42\t\n\x07payload\"\x82\x02\n\x08\x46rameAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12!\n\x07outcome\x18\x02 \x01(\x0e\x32\x10.pvad.v1.Outcome\x12\x13\n\x0bstatus_code\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nconfidence\x18\x05 \x01(\x02\x12\r\n\x05score\x18\x06 \x01(\x02\x12\r\n\x05\x61larm\x18\x07 \x01(\x08\x12\x11\n\tserver_ms\x18\x08 \x01(\x02\x12#\n\x05phase\x18\t \x01(\x0e\x32\x14.pvad.v1.CameraPhase\x12\x17\n\x0fnormality_score\x18\n \x01(\x02\x12\x1d\n\x15\x63lassifier_confidence\x18\x0b \x01(\x02\"V\n\x10SubscribeRequest\x12\x12\n\ncamera_ids\x18\x01 \x03(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x04\x12\x16\n\x0einclude_scores\x18\x03 \x01(\x08\"\x9d\x02\n\nAlarmEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x04\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12 \n\x04kind\x18\x03 \x01(\x0e\x32\x12.pvad.v1.EventKind\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\r\n\x05score\x18\x05 \x01(\x02\x12\x12\n\nconfidence\x18\x06 \x01(\x02\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63\x61pture_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x05phase\x18\t \x01(\x0e\x32\x14.pvad.v1.CameraPhase\x12\x17\n\x0fnormality_score\x18\n \x01(\x02*B\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT16\x10\x01\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x02*Y\n\x0b\x43ompression\x12\x14\n\x10\x43OMPRESSION_NONE\x10\x00\x12\x14\n\x10\x43OMPRESSION_ZSTD\x10\x01\x12\x1e\n\x1a\x43OMPRESSION_ZSTD_ROW_DELTA\x10\x02*?\n\x0b\x43\x61meraPhase\x12\x15\n\x11PHASE_UNSPECIFIED\x10\x00\x12\x0c\n\x08LEARNING\x10\x01\x12\x0b\n\x07SCORING\x10\x02*M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x0c\n\x08REJECTED\x10\x02\x12\r\n\tDUPLICATE\x10\x03*W\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41LARM_RAISED\x10\x01\x12\x11\n\rALARM_CLEARED\x10\x02\x12\t\n\x05SCORE\x10\x03\x32\x39\n\x06Ingest\x12/\n\x06Stream\x12\x0e.pvad.v1.Frame\x1a\x11.pvad.v1.FrameAck(\x01\x30\x01\x32G\n\x06\x41larms\x12=\n\tSubscribe\x12\x19.pvad.v1.SubscribeRequest\x1a\x13.pvad.v1.AlarmEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pvad.v1.pvad_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DTYPE']._serialized_start=929
-  _globals['_DTYPE']._serialized_end=995
-  _globals['_COMPRESSION']._serialized_start=997
-  _globals['_COMPRESSION']._serialized_end=1086
-  _globals['_OUTCOME']._serialized_start=1088
-  _globals['_OUTCOME']._serialized_end=1165
-  _globals['_EVENTKIND']._serialized_start=1167
-  _globals['_EVENTKIND']._serialized_end=1254
+  _globals['_DTYPE']._serialized_start=1107
+  _globals['_DTYPE']._serialized_end=1173
+  _globals['_COMPRESSION']._serialized_start=1175
+  _globals['_COMPRESSION']._serialized_end=1264
+  _globals['_CAMERAPHASE']._serialized_start=1266
+  _globals['_CAMERAPHASE']._serialized_end=1329
+  _globals['_OUTCOME']._serialized_start=1331
+  _globals['_OUTCOME']._serialized_end=1408
+  _globals['_EVENTKIND']._serialized_start=1410
+  _globals['_EVENTKIND']._serialized_end=1497
   _globals['_LATENT']._serialized_start=65
   _globals['_LATENT']._serialized_end=231
   _globals['_IMAGE']._serialized_start=233
   _globals['_IMAGE']._serialized_end=274
   _globals['_FRAME']._serialized_start=277
-  _globals['_FRAME']._serialized_end=445
-  _globals['_FRAMEACK']._serialized_start=448
-  _globals['_FRAMEACK']._serialized_end=613
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=615
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=701
-  _globals['_ALARMEVENT']._serialized_start=704
-  _globals['_ALARMEVENT']._serialized_end=927
-  _globals['_INGEST']._serialized_start=1256
-  _globals['_INGEST']._serialized_end=1313
-  _globals['_ALARMS']._serialized_start=1315
-  _globals['_ALARMS']._serialized_end=1386
+  _globals['_FRAME']._serialized_end=468
+  _globals['_FRAMEACK']._serialized_start=471
+  _globals['_FRAMEACK']._serialized_end=729
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=731
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=817
+  _globals['_ALARMEVENT']._serialized_start=820
+  _globals['_ALARMEVENT']._serialized_end=1105
+  _globals['_INGEST']._serialized_start=1499
+  _globals['_INGEST']._serialized_end=1556
+  _globals['_ALARMS']._serialized_start=1558
+  _globals['_ALARMS']._serialized_end=1629
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,12 @@ class Compression(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMPRESSION_ZSTD: _ClassVar[Compression]
     COMPRESSION_ZSTD_ROW_DELTA: _ClassVar[Compression]
 
+class CameraPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PHASE_UNSPECIFIED: _ClassVar[CameraPhase]
+    LEARNING: _ClassVar[CameraPhase]
+    SCORING: _ClassVar[CameraPhase]
+
 class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
@@ -41,6 +47,9 @@ DTYPE_UINT8: DType
 COMPRESSION_NONE: Compression
 COMPRESSION_ZSTD: Compression
 COMPRESSION_ZSTD_ROW_DELTA: Compression
+PHASE_UNSPECIFIED: CameraPhase
+LEARNING: CameraPhase
+SCORING: CameraPhase
 OUTCOME_UNSPECIFIED: Outcome
 ACCEPTED: Outcome
 REJECTED: Outcome
@@ -77,21 +86,23 @@ class Image(_message.Message):
     def __init__(self, anonymizer: _Optional[str] = ..., jpeg: _Optional[bytes] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("camera_id", "seq", "capture_time", "latent", "image")
+    __slots__ = ("camera_id", "seq", "capture_time", "discontinuity", "latent", "image")
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_FIELD_NUMBER: _ClassVar[int]
+    DISCONTINUITY_FIELD_NUMBER: _ClassVar[int]
     LATENT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     camera_id: str
     seq: int
     capture_time: _timestamp_pb2.Timestamp
+    discontinuity: bool
     latent: Latent
     image: Image
-    def __init__(self, camera_id: _Optional[str] = ..., seq: _Optional[int] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latent: _Optional[_Union[Latent, _Mapping]] = ..., image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+    def __init__(self, camera_id: _Optional[str] = ..., seq: _Optional[int] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., discontinuity: _Optional[bool] = ..., latent: _Optional[_Union[Latent, _Mapping]] = ..., image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
 
 class FrameAck(_message.Message):
-    __slots__ = ("seq", "outcome", "status_code", "message", "confidence", "score", "alarm", "server_ms")
+    __slots__ = ("seq", "outcome", "status_code", "message", "confidence", "score", "alarm", "server_ms", "phase", "normality_score", "classifier_confidence")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +111,9 @@ class FrameAck(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     ALARM_FIELD_NUMBER: _ClassVar[int]
     SERVER_MS_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    NORMALITY_SCORE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     seq: int
     outcome: Outcome
     status_code: int
@@ -108,7 +122,10 @@ class FrameAck(_message.Message):
     score: float
     alarm: bool
     server_ms: float
-    def __init__(self, seq: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., status_code: _Optional[int] = ..., message: _Optional[str] = ..., confidence: _Optional[float] = ..., score: _Optional[float] = ..., alarm: _Optional[bool] = ..., server_ms: _Optional[float] = ...) -> None: ...
+    phase: CameraPhase
+    normality_score: float
+    classifier_confidence: float
+    def __init__(self, seq: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., status_code: _Optional[int] = ..., message: _Optional[str] = ..., confidence: _Optional[float] = ..., score: _Optional[float] = ..., alarm: _Optional[bool] = ..., server_ms: _Optional[float] = ..., phase: _Optional[_Union[CameraPhase, str]] = ..., normality_score: _Optional[float] = ..., classifier_confidence: _Optional[float] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ("camera_ids", "after_event_id", "include_scores")
@@ -121,7 +138,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, camera_ids: _Optional[_Iterable[str]] = ..., after_event_id: _Optional[int] = ..., include_scores: _Optional[bool] = ...) -> None: ...
 
 class AlarmEvent(_message.Message):
-    __slots__ = ("event_id", "camera_id", "kind", "seq", "score", "confidence", "time", "capture_time")
+    __slots__ = ("event_id", "camera_id", "kind", "seq", "score", "confidence", "time", "capture_time", "phase", "normality_score")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +147,8 @@ class AlarmEvent(_message.Message):
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    NORMALITY_SCORE_FIELD_NUMBER: _ClassVar[int]
     event_id: int
     camera_id: str
     kind: EventKind
@@ -138,4 +157,6 @@ class AlarmEvent(_message.Message):
     confidence: float
     time: _timestamp_pb2.Timestamp
     capture_time: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[int] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., seq: _Optional[int] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    phase: CameraPhase
+    normality_score: float
+    def __init__(self, event_id: _Optional[int] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., seq: _Optional[int] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., phase: _Optional[_Union[CameraPhase, str]] = ..., normality_score: _Optional[float] = ...) -> None: ...

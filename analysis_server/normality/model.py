@@ -1,0 +1,183 @@
+"""A fitted normality model: the density of a camera's normal features, its threshold and σ_t.
+
+Scoring a frame: each grid position's kNN distance (``density.PositionKnn``), the mean of the
+``top`` largest, then a trailing mean over ``smoothing`` frames of the camera (causal, so the live
+server and the offline evaluation compute the same number). That score ``s`` becomes
+
+    σ_t = 1 / (1 + exp(-(s - threshold) / (threshold / 4)))
+
+so σ_t ≥ 0.5 exactly when ``s`` is over the threshold, and the SAS (DESIGN §5) accumulates it as it
+does a classifier's confidence. The threshold is set without any anomaly: the learning frames are
+cut into ``folds`` consecutive blocks, each block is scored by a model of the other blocks, and the
+threshold is ``threshold_margin`` times the highest of those held-out scores.
+
+A model records what it was fitted on (``source``: the encoder id of a latent camera, or the
+anonymizer of an image camera, and the frame size); scoring other input with it is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analysis_server.normality.density import PositionKnn, feature_scale
+from pvad.config.normality import NormalityConfig
+from pvad.errors import ModelLoadError
+
+FORMAT = "pvad-normality-v1"
+
+
+def smooth(scores: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` values (fewer at the start), as the live server computes it."""
+    c = np.cumsum(np.concatenate([[0.0], scores]))
+    i = np.arange(1, len(scores) + 1)
+    lo = np.maximum(0, i - window)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def top_mean(distances: np.ndarray, top: int) -> np.ndarray:
+    """M x P distances -> M frame scores: the mean of each frame's ``top`` largest."""
+    top = min(top, distances.shape[1])
+    return np.partition(distances, -top, axis=1)[:, -top:].mean(axis=1)
+
+
+@dataclass
+class NormalityModel:
+    source: str  # "latent:<encoder id>" or "image:<anonymizer>"
+    frame_shape: tuple[int, int]  # H, W of the frames it was fitted on
+    features: dict  # the feature settings (MotionGridConfig as a dict)
+    k: int
+    top: int
+    smoothing: int
+    threshold: float
+    knn: PositionKnn
+    frames: int  # learning frames used
+    heldout_max: float  # highest held-out score of the learning frames
+    fitted_ns: int = field(default_factory=time.time_ns)
+
+    # ------------------------------------------------------------------ fitting
+
+    @classmethod
+    def fit(cls, feats: np.ndarray, segments: np.ndarray, *, cfg: NormalityConfig, source: str,
+            frame_shape: tuple[int, int]) -> NormalityModel:
+        """Fit on ``feats`` (N frames x P positions x D) of normal frames; ``segments`` (N) numbers the
+        runs of consecutive frames (smoothing does not cross from one to the next)."""
+        n = len(feats)
+        if n < cfg.min_frames:
+            raise ValueError(f"{n} learning frames; a fit needs at least {cfg.min_frames} (normality.min_frames)")
+        scale = feature_scale(feats)
+        folds = np.array_split(np.arange(n), cfg.folds)
+        heldout = []
+        for block in folds:
+            rest = np.setdiff1d(np.arange(n), block, assume_unique=True)
+            knn = PositionKnn.fit(feats[rest], k=cfg.k, scale=scale)
+            raw = top_mean(knn.distances(feats[block]), cfg.top)
+            heldout.append(smooth_runs(raw, segments[block], cfg.smoothing))
+        heldout_max = float(np.concatenate(heldout).max())
+        threshold = max(cfg.threshold_margin * heldout_max, 1e-3)
+        return cls(source=source, frame_shape=frame_shape, features=cfg.motion.model_dump(), k=cfg.k, top=cfg.top,
+                   smoothing=cfg.smoothing, threshold=threshold, knn=PositionKnn.fit(feats, k=cfg.k, scale=scale),
+                   frames=n, heldout_max=heldout_max)
+
+    # ------------------------------------------------------------------ scoring
+
+    def raw_scores(self, feats: np.ndarray) -> np.ndarray:
+        """Unsmoothed frame scores of M frames (M x P x D)."""
+        if feats.shape[1] != self.knn.positions:
+            raise ValueError(f"features have {feats.shape[1]} positions; the model has {self.knn.positions}")
+        return top_mean(self.knn.distances(feats), self.top)
+
+    def sigma(self, score: float | np.ndarray):
+        """σ_t of a smoothed score (0.5 at the threshold)."""
+        x = -(np.asarray(score, np.float64) - self.threshold) / (self.threshold / 4.0)
+        out = 1.0 / (1.0 + np.exp(np.clip(x, -60.0, 60.0)))
+        return float(out) if np.ndim(out) == 0 else out
+
+    def check_input(self, source: str, frame_shape: tuple[int, int]) -> str | None:
+        """Why this model must not score such frames, or None when it may."""
+        if source != self.source:
+            return f"fitted on {self.source}, but the frames now come from {source}"
+        if tuple(frame_shape) != tuple(self.frame_shape):
+            return f"fitted on {self.frame_shape[1]}x{self.frame_shape[0]} frames, now {frame_shape[1]}x{frame_shape[0]}"
+        return None
+
+    def describe(self) -> dict:
+        return {"source": self.source, "frames": self.frames, "positions": self.knn.positions,
+                "points": self.knn.points, "threshold": round(self.threshold, 4),
+                "heldout_max": round(self.heldout_max, 4), "bytes": len(self.to_bytes())}
+
+    # ------------------------------------------------------------------ files
+
+    def to_bytes(self) -> bytes:
+        header = {"format": FORMAT, "source": self.source, "frame_shape": list(self.frame_shape),
+                  "features": self.features, "k": self.k, "top": self.top, "smoothing": self.smoothing,
+                  "threshold": self.threshold, "frames": self.frames, "heldout_max": self.heldout_max,
+                  "fitted_ns": self.fitted_ns, "bank_sizes": [len(b) for b in self.knn.banks]}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+                            scale=self.knn.scale, bank=np.concatenate(self.knn.banks).astype(np.float32))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, what: str = "normality model") -> NormalityModel:
+        """Raises ModelLoadError naming ``what`` for anything that is not a complete model."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                header = json.loads(z["header"].tobytes().decode())
+                scale, bank = z["scale"], z["bank"]
+            if header.get("format") != FORMAT:
+                raise ValueError(f"format {header.get('format')!r}, expected {FORMAT!r}")
+            sizes = header["bank_sizes"]
+            if sum(sizes) != len(bank) or bank.ndim != 2 or bank.shape[1] != len(scale):
+                raise ValueError("the memory bank does not match its header (truncated?)")
+            banks = np.split(bank, np.cumsum(sizes)[:-1])
+            threshold = float(header["threshold"])
+            if not math.isfinite(threshold) or threshold <= 0:
+                raise ValueError(f"threshold {threshold}")
+            return cls(source=header["source"], frame_shape=tuple(header["frame_shape"]), features=header["features"],
+                       k=int(header["k"]), top=int(header["top"]), smoothing=int(header["smoothing"]),
+                       threshold=threshold, knn=PositionKnn(int(header["k"]), scale, banks),
+                       frames=int(header["frames"]), heldout_max=float(header["heldout_max"]),
+                       fitted_ns=int(header["fitted_ns"]))
+        except ModelLoadError:
+            raise
+        except Exception as err:  # zip, JSON, key or shape errors of a damaged file
+            raise ModelLoadError(f"{what}: not a readable pvad normality model ({type(err).__name__}: {err})") from None
+
+
+def smooth_runs(raw: np.ndarray, segments: np.ndarray, window: int) -> np.ndarray:
+    """``smooth`` restarted at every change of ``segments`` (a new video, a camera discontinuity)."""
+    out = np.empty(len(raw), np.float64)
+    starts = np.flatnonzero(np.r_[True, segments[1:] != segments[:-1]])
+    for a, b in zip(starts, [*starts[1:], len(raw)]):
+        out[a:b] = smooth(raw[a:b], window)
+    return out
+
+
+def fuse(rule: str, classifier: float | None, normality: float | None) -> float:
+    """σ_t from the classifier's confidence and the normality model's σ by ``rule`` (NormalityConfig.fusion).
+    A missing side (no classifier run, or a camera still learning) leaves the other."""
+    present = [s for s in (classifier, normality) if s is not None]
+    if not present:
+        return 0.0
+    if rule == "classifier":
+        return classifier if classifier is not None else 0.0
+    if rule == "normality":
+        return normality if normality is not None else 0.0
+    if rule == "max":
+        return max(present)
+    return sum(present) / len(present)  # mean
+
+
+def concat_runs(runs: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack per-video feature arrays and number their runs (for ``fit``'s ``segments``)."""
+    runs = [r for r in runs if len(r)]
+    feats = np.concatenate(runs)
+    segments = np.concatenate([np.full(len(r), i, np.int32) for i, r in enumerate(runs)])
+    return feats, segments

@@ -1,0 +1,70 @@
+"""The server's ``analysis.normality:`` section: each camera learns its own normal activity (DESIGN §10).
+
+A camera with no fitted model is *learning*: its frames' features are kept (at most ``max_frames``;
+beyond that every other one is dropped, so memory stays bounded) and no alarm is raised. After
+``learning_frames`` frames (or at the end of a ``pvad learn`` stream) the model is fitted, stored
+with the camera's state, and the camera is *scoring*: each frame's distance to what was normal for
+that camera becomes σ_t (fused with the classifier's by ``fusion``), and the SAS and alarms follow.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from pvad.config.base import Section
+
+
+class MotionGridConfig(Section):
+    """Grid-cell motion features on the frames the server sees: per cell, mean and max optical-flow
+    magnitude (pixels/frame) and the MOG2 foreground fraction."""
+
+    cell: int = Field(40, ge=8, le=240, description="cell side in pixels of the 320x240 frame (must divide both)")
+    history: int = Field(500, ge=1, description="MOG2 history (frames) of the foreground model")
+    var_threshold: float = Field(16.0, gt=0.0, description="MOG2 squared Mahalanobis distance for foreground")
+
+    @model_validator(mode="after")
+    def _divides(self) -> "MotionGridConfig":
+        if 320 % self.cell or 240 % self.cell:
+            raise ValueError(f"cell {self.cell} must divide 320 and 240 (e.g. 8, 10, 16, 20, 40, 80)")
+        return self
+
+
+class NormalityConfig(Section):
+    enabled: bool = Field(True, description="learn and score each camera's normal activity")
+    learning_frames: int = Field(
+        600, ge=0, le=10_000_000,
+        description="live frames a camera without a model learns from before it scores (600 = 1 min at 10 fps); "
+        "0 = learn only from `pvad learn` streams",
+    )
+    min_frames: int = Field(100, ge=10, description="frames a fit needs at least; a shorter `pvad learn` is refused")
+    max_frames: int = Field(
+        6000, ge=100, le=1_000_000,
+        description="learning buffer bound per camera: past it every other kept frame is dropped (memory bound)",
+    )
+    motion: MotionGridConfig = MotionGridConfig()
+    k: int = Field(1, ge=1, le=64, description="neighbours whose mean distance scores a cell")
+    top: int = Field(3, ge=1, le=64, description="a frame's score is the mean of its `top` most unusual cells")
+    smoothing: int = Field(5, ge=1, le=1000, description="trailing mean over this many frames of the camera (causal)")
+    folds: int = Field(
+        5, ge=2, le=50,
+        description="the learning frames are cut into this many consecutive blocks; each is scored by a model of the "
+        "others, and the threshold is set from those held-out scores",
+    )
+    threshold_margin: float = Field(
+        1.5, ge=1.0, le=100.0, description="threshold = margin x the highest held-out score of the learning frames"
+    )
+    fusion: Literal["normality", "classifier", "max", "mean"] = Field(
+        "normality",
+        description="how σ_t is formed: the normality model's alone (default, chosen on Ped2's tuning videos), the "
+        "classifier's alone, the larger of the two, or their mean",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "NormalityConfig":
+        if self.learning_frames and self.learning_frames < self.min_frames:
+            raise ValueError(f"learning_frames ({self.learning_frames}) is below min_frames ({self.min_frames})")
+        if self.max_frames < self.min_frames:
+            raise ValueError(f"max_frames ({self.max_frames}) is below min_frames ({self.min_frames})")
+        return self
