@@ -153,10 +153,11 @@ def ranges_to_labels(ranges: list[tuple[int, int]], n: int, *, where: str) -> np
 def read_mat_ranges(path: Path) -> list[list[tuple[int, int]]]:
     """`gt` of a ped1/ped2/avenue .mat: per video, its [start; end] columns (1-based, inclusive)."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         gt = loadmat(str(path))["gt"]
-    except (KeyError, ValueError, OSError, NotImplementedError) as err:
+    except (KeyError, ValueError, OSError, NotImplementedError, MatReadError) as err:
         raise ConfigError(f"{path}: not a label file with a `gt` cell array ({err})") from None
     out = []
     for cell in np.asarray(gt).reshape(-1):

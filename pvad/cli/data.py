@@ -13,8 +13,13 @@ log = logging.getLogger("pvad")
 
 
 def _cmd_data_index(args: argparse.Namespace) -> int:
+    from models.data import oneclass
     from models.data.vad import format_summary, load_dataset
 
+    if oneclass.is_oneclass_dataset(Path(args.dir)):
+        one = oneclass.load_oneclass_dataset(Path(args.dir))
+        print(json.dumps(one.summary()) if args.json else oneclass.format_summary(one), flush=True)
+        return 0
     ds = load_dataset(Path(args.dir), annotations=args.annotations, verify_frames=not args.no_verify,
                       annotation_dirs=[Path(d) for d in args.annotation_dir or []])
     if args.json:
@@ -35,7 +40,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    c = sub.add_parser("data", help="anomaly-detection datasets (UCF-Crime layout)")
+    c = sub.add_parser("data", help="anomaly-detection datasets (UCF-Crime layout, or one-class: Ped2/Avenue/ShanghaiTech)")
     dsub = c.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     d = dsub.add_parser("index", help="per-split/per-class videos, frames, hard/soft frames, and what is missing")
     d.add_argument("dir")
