@@ -116,45 +116,56 @@ class Analyzer:
         if analysis.precision == "fp16" and self.device.type != "cuda":
             raise ConfigError("analysis.precision: fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
         self.cfg = analysis
-        c = analysis.classifier
-        self.classifier, self.card = load_classifier(
-            c.checkpoint, backbone=c.backbone, streams=c.streams, bag=c.bag, hidden=c.hidden,
-            pretrained=c.pretrained == "auto", seed=c.seed,
-        )
-        self.detector = None  # only a classifier with a bag-of-objects input needs one
-        if self.classifier.use_bag:
-            self.detector = create_detector(analysis.detector or HogDetector())
-        elif analysis.detector is not None and analysis.detector.backend != "none":
-            log.warning("analysis.detector (%s) is not loaded: the classifier takes no bag-of-objects, so none is "
-                        "computed; leave analysis.detector out to silence this", analysis.detector.backend)
-        self.decoders = DecoderBank(decoders, self.device)
-        self.classifier = self.classifier.to(self.device).eval()
-        self.flow = FlowEstimator(analysis.flow)
         self.normality_cfg = analysis.normality if analysis.normality.enabled else None
         self.motion = MotionGrid(analysis.normality.motion) if self.normality_cfg is not None else None
         self.fusion = analysis.normality.fusion if self.normality_cfg is not None else "classifier"
-        self.background_cfg = card_background(self.card)  # the card's settings: the server must match training
-        # (x - mean) / std as one multiply and one subtract: x * (1/std) - mean/std
-        std = torch.tensor(self.card.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._inv_std = 1.0 / std
-        self._mean_over_std = torch.tensor(self.card.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) / std
+        c = analysis.classifier
+        self.classifier, self.card, self.detector = None, None, None
+        if self.fusion != "normality":
+            self.classifier, self.card = load_classifier(
+                c.checkpoint, backbone=c.backbone, streams=c.streams, bag=c.bag, hidden=c.hidden,
+                pretrained=c.pretrained == "auto", seed=c.seed,
+            )
+            if self.classifier.use_bag:  # only a classifier with a bag-of-objects input needs a detector
+                self.detector = create_detector(analysis.detector or HogDetector())
+            elif analysis.detector is not None and analysis.detector.backend != "none":
+                log.warning("analysis.detector (%s) is not loaded: the classifier takes no bag-of-objects, so none is "
+                            "computed; leave analysis.detector out to silence this", analysis.detector.backend)
+            self.classifier = self.classifier.to(self.device).eval()
+        else:
+            unused = [f"analysis.{k}" for k in ("classifier", "detector") if k in analysis.model_fields_set]
+            if unused:
+                log.warning("%s not loaded: analysis.normality.fusion is normality, so σ_t is the normality model's "
+                            "alone; set fusion max, mean or classifier to use them", " and ".join(unused))
+        self.decoders = DecoderBank(decoders, self.device)
+        self.flow = FlowEstimator(analysis.flow)
+        # the classifier card's background settings: the server must match training
+        self.background_cfg = card_background(self.card) if self.card is not None else None
+        if self.card is not None:
+            # (x - mean) / std as one multiply and one subtract: x * (1/std) - mean/std
+            std = torch.tensor(self.card.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+            self._inv_std = 1.0 / std
+            self._mean_over_std = torch.tensor(self.card.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) / std
         # flow for several cameras at once: OpenCV releases the GIL (frames of one camera stay in order)
         self._flow_pool = ThreadPoolExecutor(max_workers=max(1, min(4, torch.get_num_threads())),
                                              thread_name_prefix="pvad-flow")
         self.untrained = list(self.decoders.untrained)
-        if not self.card.trained:
+        if self.card is not None and not self.card.trained:
             self.untrained.append(f"classifier ({self.classifier.arch_kwargs['backbone']}, {self.card.provenance})")
             log.warning("classifier is UNTRAINED (%s): scores carry no meaning", self.card.provenance)
         if self.detector is not None:
             self.detector.place(self.device, self._autocast)  # torch backends run on our device and precision
         self.times = StageTimes()
         self.stage_observer = None  # a prometheus Histogram with a `stage` label, set by the service
-        log.info(
-            "analysis: device=%s precision=%s backbone=%s streams=%d bag=%s detector=%s flow=%s max_batch=%d",
-            self.device, analysis.precision, self.classifier.arch_kwargs["backbone"], self.classifier.streams,
-            self.classifier.use_bag, self.detector_name, analysis.flow.method,
-            analysis.batching.max_batch,
-        )
+        if self.classifier is not None:
+            what = (f"classifier {self.classifier.arch_kwargs['backbone']} streams={self.classifier.streams} "
+                    f"bag={self.classifier.use_bag} detector={self.detector_name}")
+        else:
+            what = "no classifier"
+        norm = (f"normality (fusion {self.fusion}, learning {self.normality_cfg.learning_frames} frames)"
+                if self.normality_cfg is not None else "normality off")
+        log.info("analysis: device=%s precision=%s %s, %s, flow=%s max_batch=%d", self.device, analysis.precision,
+                 what, norm, analysis.flow.method, analysis.batching.max_batch)
         if analysis.batching.warmup:
             self.executor.submit(self.warm_up).result()
 

@@ -41,7 +41,8 @@ def choose_detector(cfg: DemoConfig) -> DemoConfig:
     """When the demo config names no detector and the classifier wants one, use `samples.offline_detector()`."""
     from models.nets.two_stream import classifier_arch
 
-    if cfg.analysis.detector is not None or not classifier_arch(cfg.analysis.classifier)["bag"]:
+    uses_classifier = not cfg.analysis.normality.enabled or cfg.analysis.normality.fusion != "normality"
+    if cfg.analysis.detector is not None or not uses_classifier or not classifier_arch(cfg.analysis.classifier)["bag"]:
         return cfg
     det = samples.offline_detector()
     log.info("demo: no detector configured; using %s", det.backend)
@@ -83,7 +84,9 @@ def build_configs(cfg: DemoConfig, *, source: Path | str, pki: dict) -> tuple[Se
 
 
 async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, Any]:
-    from analysis_server.service import start_server  # heavy imports (torch models) only when run
+    from analysis_server.service import (
+        start_server,  # heavy imports (torch models) only when run
+    )
 
     t_start = time.perf_counter()
     cfg = choose_detector(cfg)
@@ -129,7 +132,9 @@ async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, An
     scores = st.scores
     if report.untrained:
         untrained.insert(0, f"camera anonymizer {report.anonymizer}")
-    arch = running.analyzer.classifier.arch_kwargs
+    clf = running.analyzer.classifier
+    arch = clf.arch_kwargs if clf is not None else {"backbone": None, "streams": None, "bag": None}
+    score_events = [e for e in events if e.kind == pvad_pb2.SCORE]
     summary = {
         "frames_captured": report.captured,
         "frames_sent": st.sent - st.resent,  # distinct frames
@@ -146,6 +151,9 @@ async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, An
         "streams": arch["streams"],
         "bag": arch["bag"],
         "device": str(running.analyzer.device),
+        "fusion": running.analyzer.fusion,
+        "frames_learning": sum(e.phase == pvad_pb2.LEARNING for e in score_events),
+        "frames_scoring": sum(e.phase == pvad_pb2.SCORING for e in score_events),
         "events_published": published,
         "alarms_raised": sum(e.kind == pvad_pb2.ALARM_RAISED for e in events),
         "score_events_received": sum(e.kind == pvad_pb2.SCORE for e in events),

@@ -29,4 +29,10 @@ async def follow_alarms(
 def describe(event: pvad_pb2.AlarmEvent) -> str:
     kind = pvad_pb2.EventKind.Name(event.kind)
     head = f"[{event.camera_id}] seq={event.seq} score={event.score:.3f} σ={event.confidence:.3f}"
-    return f"{head}" if event.kind == pvad_pb2.SCORE else f"{kind} #{event.event_id} {head}"
+    if event.kind != pvad_pb2.SCORE:
+        return f"{kind} #{event.event_id} {head}"
+    if event.phase == pvad_pb2.LEARNING:
+        return f"[{event.camera_id}] seq={event.seq} learning (no alarm decision)"
+    if event.phase == pvad_pb2.SCORING:
+        return f"{head} normality={event.normality_score:.3f}"
+    return head

@@ -16,7 +16,12 @@ log = logging.getLogger("pvad")
 def _oneclass_analysis(args: argparse.Namespace):
     """The analysis settings of a one-class evaluation: a server config's, else the defaults (CPU, and the
     shipped classifier when the fusion uses one); ``--fusion`` and ``--checkpoint`` replace theirs."""
-    from pvad.config import SHIPPED_CLASSIFIER, AnalysisConfig, ClassifierConfig, load_config
+    from pvad.config import (
+        SHIPPED_CLASSIFIER,
+        AnalysisConfig,
+        ClassifierConfig,
+        load_config,
+    )
 
     analysis = load_config(args.server_config, "server").analysis if args.server_config else AnalysisConfig(device="cpu")
     norm = analysis.normality.model_copy(update={"enabled": True, **({"fusion": args.fusion} if args.fusion else {})})

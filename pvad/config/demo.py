@@ -6,13 +6,14 @@ from pathlib import Path
 
 from pydantic import Field
 
-from pvad.config.analysis import AnalysisConfig, BatchingConfig, ClassifierConfig
+from pvad.config.analysis import AnalysisConfig, BatchingConfig
 from pvad.config.anonymizers import (
     AnonymizerConfig,
     AnonymizerName,
     DpEncoderAnonymizer,
 )
-from pvad.config.base import SHIPPED_CLASSIFIER, Section
+from pvad.config.base import Section
+from pvad.config.normality import NormalityConfig
 from pvad.config.scoring import ScoringConfig
 
 
@@ -31,9 +32,9 @@ class DemoConfig(Section):
     )
     analysis: AnalysisConfig = Field(
         default_factory=lambda: AnalysisConfig(
-            classifier=ClassifierConfig(checkpoint=SHIPPED_CLASSIFIER, pretrained="never"),
+            normality=NormalityConfig(learning_frames=150, min_frames=100),
             batching=BatchingConfig(max_batch=1, max_wait_ms=0.0),
         ),
-        description="the shipped CPU classifier (trained on synthetic scenes; its card says what it was not trained on)",
+        description="the camera's normality model, learnt from the first 150 frames, scores the rest (fusion normality)",
     )
     scoring: ScoringConfig = ScoringConfig()
