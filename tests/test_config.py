@@ -19,10 +19,11 @@ def test_shipped_configs_are_valid(path):
 
 def test_demo_yaml_writes_out_the_built_in_defaults():
     written = load_config(CONFIGS / "demo.yaml")
-    # the YAML names the shipped classifier relative to the repository root, the default absolutely
+    # a YAML names checkpoints relative to the repository root, the defaults absolutely
     clf = written.analysis.classifier
     root = CONFIGS.parent
-    clf = clf.model_copy(update={"checkpoint": (root / clf.checkpoint).resolve()})
+    if clf.checkpoint is not None:
+        clf = clf.model_copy(update={"checkpoint": (root / clf.checkpoint).resolve()})
     analysis = written.analysis.model_copy(update={"classifier": clf})
     assert written.model_copy(update={"analysis": analysis}) == DemoConfig()
 

@@ -18,12 +18,14 @@ def test_demo_json_summary(tmp_path, capsys):
     assert summary["transport"] == "mtls"
     assert summary["anonymizer"] == "dp-encoder"
     assert summary["source"] == str(samples.default_video())
-    assert summary["detector"] == "none"  # the shipped classifier takes no bag-of-objects
-    assert summary["backbone"] == "small_cnn" and summary["bag"] is False
+    # σ_t is the camera's normality model's (fusion normality): no classifier, no detector runs
+    assert summary["detector"] == "none" and summary["backbone"] is None and summary["fusion"] == "normality"
     assert summary["score_events_received"] == 12
+    # the demo learns from its first 150 frames: 12 frames are all learning, with no alarm decision
+    assert summary["frames_learning"] == 12 and summary["frames_scoring"] == 0 and summary["alarms_raised"] == 0
     assert 0.0 < summary["score_mean"] <= summary["score_max"] < 1.0
-    # The shipped DP autoencoder streams and the shipped classifier scores: nothing is untrained.
+    # The shipped DP autoencoder streams: nothing is untrained.
     assert summary["untrained"] == []
-    assert {"decode", "flow", "classifier"} <= set(summary["server_ms_per_frame"])
+    assert {"decode", "flow", "normality"} <= set(summary["server_ms_per_frame"])
     assert "seq=" in out.err  # scores printed as they happen
     assert (tmp_path / "certs" / "ca.pem").is_file()

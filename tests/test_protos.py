@@ -14,7 +14,7 @@ def test_staleness_is_detected(tmp_path, monkeypatch):
     copy = tmp_path / "protos"
     shutil.copytree(protos.PROTO_DIR, copy)
     f = copy / "pvad" / "v1" / "pvad.proto"
-    f.write_text(f.read_text().replace("float server_ms = 8;", "float server_ms = 8;\n  string extra = 9;"))
+    f.write_text(f.read_text().replace("float server_ms = 8;", "float server_ms = 8;\n  string extra = 99;"))
     monkeypatch.setattr(protos, "PROTO_DIR", copy)
     assert protos.stale() == ["pvad/v1/pvad.proto"]
 

@@ -253,6 +253,33 @@ def false_alarms(stream: Stream, learn: Sequence[FrameVideo], score: Sequence[Fr
             "max_score_over_threshold": round(float(max(np.nanmax(v.normality) for v in videos) / videos[0].threshold), 3)}
 
 
+def evaluate_false_alarms(videos: Sequence[Path], *, anonymizer: str = "none", analysis: AnalysisConfig | None = None,
+                          learn_fraction: float = 0.5, oneclass: Path | None = None, holdout: int = 4, fps: float = 10.0,
+                          progress: bool = True) -> dict[str, Any]:
+    """Alarms on normal footage a camera never learnt from: for each video file, learn its first
+    ``learn_fraction`` and score the rest; for a one-class dataset, learn all training videos but the
+    last ``holdout`` and score those. Each source is its own camera."""
+    from models.data.oneclass import FileVideo
+
+    analysis = analysis or AnalysisConfig(device="cpu")
+    rows: dict[str, Any] = {}
+    for path in videos:
+        n = len(FileVideo(Path(path), fps))
+        cut = int(n * learn_fraction)
+        stream = build_stream(anonymizer, analysis, camera_id=Path(path).stem)
+        rows[Path(path).name] = false_alarms(stream, [FileVideo(Path(path), fps, 0, cut)],
+                                             [FileVideo(Path(path), fps, cut, None)], fps=fps, progress=progress)
+    if oneclass is not None:
+        ds = load_oneclass_dataset(oneclass)
+        stream = build_stream(anonymizer, analysis, camera_id=ds.name)
+        rows[f"{ds.name} training {ds.train[-holdout].name}-{ds.train[-1].name} (held out)"] = false_alarms(
+            stream, ds.train[:-holdout], ds.train[-holdout:], fps=ds.fps, progress=progress)
+    hours = sum(r["hours"] for r in rows.values())
+    alarms = sum(r["alarms"] for r in rows.values())
+    return {"anonymizer": anonymizer, "sources": rows, "hours": round(hours, 4), "alarms": alarms,
+            "alarms_per_hour": round(alarms / hours, 2) if hours else math.nan}
+
+
 def plot_timelines(videos: Sequence[VideoResult], path: Path, *, title: str = "") -> Path:
     import matplotlib
 

@@ -44,6 +44,18 @@ def _cmd_eval_oneclass(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_false_alarms(args: argparse.Namespace) -> int:
+    from models.eval.oneclass import evaluate_false_alarms
+    from pvad.config import AnalysisConfig, load_config
+
+    analysis = load_config(args.server_config, "server").analysis if args.server_config else AnalysisConfig(device="cpu")
+    report = evaluate_false_alarms([Path(v) for v in args.videos], anonymizer=args.anonymizer, analysis=analysis,
+                                   learn_fraction=args.learn_fraction, holdout=args.holdout,
+                                   oneclass=Path(args.oneclass) if args.oneclass else None, progress=not args.no_progress)
+    print_result(report, args.json)
+    return 0
+
+
 def _cmd_eval_detection(args: argparse.Namespace) -> int:
     from models.data.oneclass import is_oneclass_dataset
 
@@ -194,6 +206,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=_cmd_eval_detection)
+    f = esub.add_parser("false-alarms", help="alarms per hour on normal footage the camera never learnt from")
+    f.add_argument("videos", nargs="*", help="normal video files: learn the first part, score the rest")
+    f.add_argument("--oneclass", help="a one-class dataset: learn its training videos but the last --holdout, score those")
+    f.add_argument("--holdout", type=int, default=4)
+    f.add_argument("--learn-fraction", type=float, default=0.5)
+    f.add_argument("--anonymizer", default="none")
+    f.add_argument("--server-config", help="take the analysis settings from this server config")
+    f.add_argument("--json", action="store_true")
+    f.add_argument("--no-progress", action="store_true")
+    f.set_defaults(func=_cmd_eval_false_alarms)
     a = esub.add_parser("ablation", help="train (unless done) and evaluate P Table 1 variants on held-out data")
     a.add_argument("configs", nargs="+", help="train-classifier configs, e.g. configs/ablation/*.yaml")
     a.add_argument("--data", required=True, help="held-out dataset root (e.g. `pvad synth --seed 2`)")
