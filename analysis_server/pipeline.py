@@ -269,7 +269,8 @@ class Analyzer:
     def _normality(self, state: CameraFlow, frame: np.ndarray, payload: Payload) -> NormalityStep | None:
         if state.normality is None:
             return None
-        feats = self.motion(state.raw, state.normality.foreground.foreground(frame))
+        norm = state.normality
+        feats = self.motion(state.raw, norm.foreground.foreground(frame), norm.latent_diff(payload.latent))
         return state.normality.step(feats, source=payload.source, frame_shape=frame.shape[:2], has_flow=state.has_flow)
 
     def analyze_frames(self, items: list[tuple[CameraFlow, Payload]]) -> list[FrameResult]:

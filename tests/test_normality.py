@@ -49,6 +49,31 @@ def test_density_scores_an_unusual_feature_above_normal_ones():
     np.testing.assert_allclose(d_unusual[:, [0, 1, 3]], d_normal[:, [0, 1, 3]])  # positions are independent
 
 
+def test_the_shared_bank_compares_moving_cells_along_their_row_and_round_trips():
+    from analysis_server.normality.density import SharedKnn
+    from analysis_server.normality.model import grid_rows
+
+    rows = grid_rows((H, W), 40)  # 6 rows x 8 columns
+    rng = np.random.default_rng(4)
+    normal = np.zeros((200, 48, 3), np.float32)
+    walker = rng.normal([1.0, 2.0, 0.3], 0.05, (200, 3)).astype(np.float32)
+    normal[:, 16, :] = walker  # someone walks in row 2, column 0 only
+    knn = SharedKnn.fit(normal, k=1, scale=np.ones(3, np.float32), rows=rows, row_weight=4.0, active_flow=0.5,
+                        active_fg=0.05, bank_size=10_000)
+    probe = np.zeros((3, 48, 3), np.float32)
+    probe[0, 21] = [1.0, 2.0, 0.3]  # the same walk, elsewhere on row 2: normal for a shared bank
+    probe[1, 45] = [1.0, 2.0, 0.3]  # the same walk on the bottom row: perspective says unusual
+    probe[2, 21] = [6.0, 12.0, 0.6]  # a fast, large object on row 2
+    d = knn.distances(probe)
+    assert d[0].max() < 0.2 and d[1, 45] > 1.0 and d[2, 21] > 5.0
+    assert (d[:, [0, 1, 2]] == 0).all()  # still cells are not scored
+    per_position = PositionKnn.fit(normal, k=1, scale=np.ones(3, np.float32))
+    assert per_position.distances(probe)[0, 21] > 2.0  # a per-position bank calls the same walk novel
+    cfg = NormalityConfig(bank="shared", learning_frames=30, min_frames=20, folds=3)
+    m = NormalityModel.fit(normal, np.zeros(200, np.int32), cfg=cfg, source="image:none", frame_shape=(H, W))
+    np.testing.assert_array_equal(NormalityModel.from_bytes(m.to_bytes()).raw_scores(probe), m.raw_scores(probe))
+
+
 def _fitted(n: int = 60) -> NormalityModel:
     rng = np.random.default_rng(1)
     feats = np.abs(rng.normal(0, 1, (n, 48, 3))).astype(np.float32)

@@ -46,7 +46,8 @@ def test_bench_server_reports_fps_stages_and_efficiency():
     r = bench_server(source=samples.default_video(), cameras=2, frames=3, batches=(1, 2), analysis=tiny)
     p = r["profiles"]["custom"]
     assert set(p["by_batch"]) == {1, 2} and all(v["fps"] > 0 for v in p["by_batch"].values())
-    assert set(p["isolated_ms"]) == {"decode", "flow", "detector", "classifier"}
+    assert set(p["isolated_ms"]) == {"decode", "flow", "normality", "detector", "classifier"}
+    assert "normality" in p["stages_ms"]
     assert 0 < p["pipeline_efficiency"] and p["batch_speedup"] > 0
     assert r["pipeline_efficiency"] == p["pipeline_efficiency"]
 

@@ -45,6 +45,7 @@ class CameraNormality:
         self.foreground = CameraBackground(BackgroundConfig(history=cfg.motion.history,
                                                             var_threshold=cfg.motion.var_threshold))
         self.learn_only = False  # a `pvad learn` stream: learn every frame, fit when the stream ends
+        self.prev_latent: np.ndarray | None = None  # a latent camera's previous latent (latent_diff features)
         self._recent: deque[float] = deque(maxlen=cfg.smoothing)
         self._reset_buffer()
 
@@ -76,6 +77,7 @@ class CameraNormality:
         smoothing and the foreground model, and start a new run of learning frames."""
         self._recent.clear()
         self.foreground.reset()
+        self.prev_latent = None
         self._segment += 1
 
     def relearn(self, *, learn_only: bool = False, reason: str = "") -> None:
@@ -88,6 +90,15 @@ class CameraNormality:
                  " from a `pvad learn` stream" if learn_only else f" from the next {self.cfg.learning_frames} frames")
 
     # ------------------------------------------------------------------ per frame
+
+    def latent_diff(self, latent: np.ndarray | None) -> np.ndarray | None:
+        """|z_t - z_(t-1)| of a latent camera (zeros for its first latent), None for an image camera."""
+        if latent is None:
+            self.prev_latent = None
+            return None
+        prev = self.prev_latent if self.prev_latent is not None and self.prev_latent.shape == latent.shape else latent
+        self.prev_latent = latent
+        return np.abs(latent - prev)
 
     def step(self, feats: np.ndarray, *, source: str, frame_shape: tuple[int, int], has_flow: bool) -> NormalityStep:
         """Learn from or score one frame's features (P x D)."""

@@ -1,9 +1,15 @@
-"""Nearest-neighbour density per grid position: how far a cell's features are from everything that
-cell showed while it was normal (the kNN scoring of Reiss & Hoshen 2022, per position).
+"""Nearest-neighbour density of a camera's normal grid features (kNN scoring, as in Reiss & Hoshen 2022).
 
 Features are divided by one scale per feature (their standard deviation over the learning frames)
-and rounded to 1e-3, duplicates dropped, so a static scene's thousands of identical empty cells
-cost one point. Each position gets its own scikit-learn KD-tree.
+and rounded to 1e-3, duplicates dropped, so a static scene's thousands of identical empty cells cost
+one point. Two banks:
+
+* ``PositionKnn`` (``bank: per_position``): each grid position gets its own scikit-learn KD-tree of
+  what that cell showed; a cell is scored against its own past only.
+* ``SharedKnn`` (``bank: shared``): one KD-tree of the *active* cells of every position (moving or
+  foreground: ``active_flow``/``active_fg``), each with its row as one more feature (``row_weight``:
+  perspective makes far rows move less). A crowd somewhere new is then compared with crowds seen
+  anywhere on that row; inactive cells score 0.
 """
 
 from __future__ import annotations
@@ -14,7 +20,15 @@ from sklearn.neighbors import KDTree
 ROUND = 3  # decimals kept of the scaled features
 
 
+def feature_scale(feats: np.ndarray) -> np.ndarray:
+    """One scale per feature: its standard deviation over all frames and positions (1 where constant)."""
+    s = feats.reshape(-1, feats.shape[-1]).std(axis=0)
+    return np.where(s > 1e-6, s, 1.0).astype(np.float32)
+
+
 class PositionKnn:
+    kind = "per_position"
+
     def __init__(self, k: int, scale: np.ndarray, banks: list[np.ndarray]) -> None:
         self.k = k
         self.scale = scale.astype(np.float32)
@@ -22,13 +36,11 @@ class PositionKnn:
         self._trees = [KDTree(b) for b in banks]
 
     @classmethod
-    def fit(cls, feats: np.ndarray, *, k: int, scale: np.ndarray | None = None) -> PositionKnn:
+    def fit(cls, feats: np.ndarray, *, k: int, scale: np.ndarray | None = None, **_: object) -> PositionKnn:
         """``feats``: N frames x P positions x D features of normal frames."""
-        if scale is None:
-            scale = feature_scale(feats)
+        scale = feature_scale(feats) if scale is None else scale
         z = np.round(feats / scale, ROUND)
-        banks = [np.unique(z[:, p, :], axis=0) for p in range(feats.shape[1])]
-        return cls(k, scale, banks)
+        return cls(k, scale, [np.unique(z[:, p, :], axis=0) for p in range(feats.shape[1])])
 
     @property
     def positions(self) -> int:
@@ -43,13 +55,78 @@ class PositionKnn:
         z = feats / self.scale
         out = np.empty(feats.shape[:2], np.float64)
         for p, tree in enumerate(self._trees):
-            k = min(self.k, len(self.banks[p]))
-            d, _ = tree.query(z[:, p, :], k=k)
+            d, _ = tree.query(z[:, p, :], k=min(self.k, len(self.banks[p])))
             out[:, p] = d.mean(axis=1)
         return out
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"bank": np.concatenate(self.banks).astype(np.float32),
+                "sizes": np.array([len(b) for b in self.banks], np.int64)}
 
-def feature_scale(feats: np.ndarray) -> np.ndarray:
-    """One scale per feature: its standard deviation over all frames and positions (1 where constant)."""
-    s = feats.reshape(-1, feats.shape[-1]).std(axis=0)
-    return np.where(s > 1e-6, s, 1.0).astype(np.float32)
+    @classmethod
+    def from_arrays(cls, k: int, scale: np.ndarray, a: dict, **_: object) -> PositionKnn:
+        sizes = a["sizes"]
+        if sizes.sum() != len(a["bank"]):
+            raise ValueError("the memory bank does not match its sizes (truncated?)")
+        return cls(k, scale, np.split(a["bank"], np.cumsum(sizes)[:-1]))
+
+
+class SharedKnn:
+    kind = "shared"
+
+    def __init__(self, k: int, scale: np.ndarray, bank: np.ndarray, rows: np.ndarray, *, row_weight: float,
+                 active_flow: float, active_fg: float) -> None:
+        self.k, self.scale, self.bank, self.rows = k, scale.astype(np.float32), bank, rows.astype(np.float32)
+        self.row_weight, self.active_flow, self.active_fg = row_weight, active_flow, active_fg
+        self._tree = KDTree(bank) if len(bank) else None
+
+    def active(self, feats: np.ndarray) -> np.ndarray:
+        """N x P: cells with motion or foreground (features [mean |flow|, max |flow|, foreground])."""
+        return (feats[..., 1] > self.active_flow) | (feats[..., 2] > self.active_fg)
+
+    def _vectors(self, feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        z = feats / self.scale
+        row = np.broadcast_to(self.rows * self.row_weight, feats.shape[:2])
+        return np.concatenate([z[mask], row[mask][:, None]], axis=1)
+
+    @classmethod
+    def fit(cls, feats: np.ndarray, *, k: int, scale: np.ndarray, rows: np.ndarray, row_weight: float,
+            active_flow: float, active_fg: float, bank_size: int, **_: object) -> SharedKnn:
+        probe = cls(k, scale, np.zeros((0, feats.shape[2] + 1), np.float32), rows, row_weight=row_weight,
+                    active_flow=active_flow, active_fg=active_fg)
+        v = np.unique(np.round(probe._vectors(feats, probe.active(feats)), ROUND), axis=0).astype(np.float32)
+        if len(v) > bank_size:
+            v = v[np.sort(np.random.default_rng(0).choice(len(v), bank_size, replace=False))]
+        if not len(v):  # nothing ever moved: any activity is unusual
+            v = np.zeros((1, feats.shape[2] + 1), np.float32)
+        return cls(k, scale, v, rows, row_weight=row_weight, active_flow=active_flow, active_fg=active_fg)
+
+    @property
+    def positions(self) -> int:
+        return len(self.rows)
+
+    @property
+    def points(self) -> int:
+        return len(self.bank)
+
+    def distances(self, feats: np.ndarray) -> np.ndarray:
+        mask = self.active(feats)
+        out = np.zeros(feats.shape[:2], np.float64)
+        if mask.any():
+            d, _ = self._tree.query(self._vectors(feats, mask), k=min(self.k, len(self.bank)))
+            out[mask] = d.mean(axis=1)
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"bank": self.bank, "rows": self.rows,
+                "params": np.array([self.row_weight, self.active_flow, self.active_fg], np.float64)}
+
+    @classmethod
+    def from_arrays(cls, k: int, scale: np.ndarray, a: dict, **_: object) -> SharedKnn:
+        rw, af, ag = (float(x) for x in a["params"])
+        if a["bank"].ndim != 2 or a["bank"].shape[1] != len(scale) + 1:
+            raise ValueError("the memory bank does not match its features")
+        return cls(k, scale, a["bank"], a["rows"], row_weight=rw, active_flow=af, active_fg=ag)
+
+
+BANKS = {"per_position": PositionKnn, "shared": SharedKnn}

@@ -6,6 +6,10 @@ flow magnitude (pixels per frame, from the flow the server already computes betw
 consecutive frames) and the fraction of foreground pixels of a per-camera MOG2 background model.
 On UCSD Ped2 these three ranked anomalous frames best among the grid features tried (orientation
 histograms, gradient histograms and smaller cells did worse on the tuning videos; README).
+
+For a camera that sends the dp-encoder's latent, each cell also gets the latent's own motion: the
+mean of |z_t - z_(t-1)| per latent channel over the cell (``latent_diff``; the latent is a 30x40 grid
+of 8-px cells), which keeps what the decoder's blurry reconstruction loses.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ class MotionGrid:
     def positions(self, height: int, width: int) -> int:
         return (height // self.cfg.cell) * (width // self.cfg.cell)
 
-    def __call__(self, flow: np.ndarray, foreground: np.ndarray) -> np.ndarray:
-        """Per cell (row-major) ``[mean |flow|, max |flow|, foreground fraction]``: P x 3 float32.
+    def __call__(self, flow: np.ndarray, foreground: np.ndarray, latent_diff: np.ndarray | None = None) -> np.ndarray:
+        """Per cell (row-major) ``[mean |flow|, max |flow|, foreground fraction]`` (+ C latent-difference
+        means when ``latent_diff``, C x h x w, is given): P x (3 [+ C]) float32.
 
         ``flow`` is H x W x 2 (pixels), ``foreground`` H x W uint8 (0 or 255)."""
         c = self.cfg.cell
@@ -39,4 +44,9 @@ class MotionGrid:
         out[:, 0] = cells.mean(axis=(1, 3)).reshape(-1)
         out[:, 1] = cells.max(axis=(1, 3)).reshape(-1)
         out[:, 2] = fg.reshape(-1).astype(np.float32) / 255.0
-        return out
+        if latent_diff is None or not self.cfg.latent_diff:
+            return out
+        ch, lh, lw = latent_diff.shape
+        f = c * lh // h  # latent cells per grid cell along each side
+        pooled = latent_diff[:, : rows * f, : cols * f].reshape(ch, rows, f, cols, f).mean(axis=(2, 4))
+        return np.concatenate([out, pooled.reshape(ch, -1).T.astype(np.float32)], axis=1)

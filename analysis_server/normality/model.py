@@ -26,11 +26,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis_server.normality.density import PositionKnn, feature_scale
+from analysis_server.normality.density import BANKS, PositionKnn, SharedKnn, feature_scale
 from pvad.config.normality import NormalityConfig
 from pvad.errors import ModelLoadError
 
 FORMAT = "pvad-normality-v1"
+
+
+def _bank(cfg: NormalityConfig, feats: np.ndarray, scale: np.ndarray, rows: np.ndarray) -> PositionKnn | SharedKnn:
+    return BANKS[cfg.bank].fit(feats, k=cfg.k, scale=scale, rows=rows, row_weight=cfg.row_weight,
+                               active_flow=cfg.active_flow, active_fg=cfg.active_fg, bank_size=cfg.bank_size)
+
+
+def grid_rows(frame_shape: tuple[int, int], cell: int) -> np.ndarray:
+    """Each grid position's row, 0 (top) to 1 (bottom), row-major like the features."""
+    rows, cols = frame_shape[0] // cell, frame_shape[1] // cell
+    return np.repeat(np.arange(rows, dtype=np.float32) / max(rows - 1, 1), cols)
 
 
 def smooth(scores: np.ndarray, window: int) -> np.ndarray:
@@ -56,7 +67,7 @@ class NormalityModel:
     top: int
     smoothing: int
     threshold: float
-    knn: PositionKnn
+    knn: PositionKnn | SharedKnn
     frames: int  # learning frames used
     heldout_max: float  # highest held-out score of the learning frames
     fitted_ns: int = field(default_factory=time.time_ns)
@@ -72,17 +83,18 @@ class NormalityModel:
         if n < cfg.min_frames:
             raise ValueError(f"{n} learning frames; a fit needs at least {cfg.min_frames} (normality.min_frames)")
         scale = feature_scale(feats)
+        rows = grid_rows(frame_shape, cfg.motion.cell)
         folds = np.array_split(np.arange(n), cfg.folds)
         heldout = []
         for block in folds:
             rest = np.setdiff1d(np.arange(n), block, assume_unique=True)
-            knn = PositionKnn.fit(feats[rest], k=cfg.k, scale=scale)
+            knn = _bank(cfg, feats[rest], scale, rows)
             raw = top_mean(knn.distances(feats[block]), cfg.top)
             heldout.append(smooth_runs(raw, segments[block], cfg.smoothing))
         heldout_max = float(np.concatenate(heldout).max())
         threshold = max(cfg.threshold_margin * heldout_max, 1e-3)
         return cls(source=source, frame_shape=frame_shape, features=cfg.motion.model_dump(), k=cfg.k, top=cfg.top,
-                   smoothing=cfg.smoothing, threshold=threshold, knn=PositionKnn.fit(feats, k=cfg.k, scale=scale),
+                   smoothing=cfg.smoothing, threshold=threshold, knn=_bank(cfg, feats, scale, rows),
                    frames=n, heldout_max=heldout_max)
 
     # ------------------------------------------------------------------ scoring
@@ -118,10 +130,10 @@ class NormalityModel:
         header = {"format": FORMAT, "source": self.source, "frame_shape": list(self.frame_shape),
                   "features": self.features, "k": self.k, "top": self.top, "smoothing": self.smoothing,
                   "threshold": self.threshold, "frames": self.frames, "heldout_max": self.heldout_max,
-                  "fitted_ns": self.fitted_ns, "bank_sizes": [len(b) for b in self.knn.banks]}
+                  "fitted_ns": self.fitted_ns, "bank": self.knn.kind}
         buf = io.BytesIO()
-        np.savez_compressed(buf, header=np.frombuffer(json.dumps(header).encode(), np.uint8),
-                            scale=self.knn.scale, bank=np.concatenate(self.knn.banks).astype(np.float32))
+        np.savez_compressed(buf, header=np.frombuffer(json.dumps(header).encode(), np.uint8), scale=self.knn.scale,
+                            **self.knn.arrays())
         return buf.getvalue()
 
     @classmethod
@@ -129,20 +141,18 @@ class NormalityModel:
         """Raises ModelLoadError naming ``what`` for anything that is not a complete model."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                header = json.loads(z["header"].tobytes().decode())
-                scale, bank = z["scale"], z["bank"]
+                arrays = {k: z[k] for k in z.files}
+            header = json.loads(arrays.pop("header").tobytes().decode())
             if header.get("format") != FORMAT:
                 raise ValueError(f"format {header.get('format')!r}, expected {FORMAT!r}")
-            sizes = header["bank_sizes"]
-            if sum(sizes) != len(bank) or bank.ndim != 2 or bank.shape[1] != len(scale):
-                raise ValueError("the memory bank does not match its header (truncated?)")
-            banks = np.split(bank, np.cumsum(sizes)[:-1])
+            scale = arrays.pop("scale")
+            knn = BANKS[header["bank"]].from_arrays(int(header["k"]), scale, arrays)
             threshold = float(header["threshold"])
             if not math.isfinite(threshold) or threshold <= 0:
                 raise ValueError(f"threshold {threshold}")
             return cls(source=header["source"], frame_shape=tuple(header["frame_shape"]), features=header["features"],
                        k=int(header["k"]), top=int(header["top"]), smoothing=int(header["smoothing"]),
-                       threshold=threshold, knn=PositionKnn(int(header["k"]), scale, banks),
+                       threshold=threshold, knn=knn,
                        frames=int(header["frames"]), heldout_max=float(header["heldout_max"]),
                        fitted_ns=int(header["fitted_ns"]))
         except ModelLoadError:

@@ -253,6 +253,57 @@ def false_alarms(stream: Stream, learn: Sequence[FrameVideo], score: Sequence[Fr
             "max_score_over_threshold": round(float(max(np.nanmax(v.normality) for v in videos) / videos[0].threshold), 3)}
 
 
+def evaluate_streamed(data: Path, *, anonymizer: str = "none", analysis: AnalysisConfig | None = None,
+                      workdir: Path | None = None) -> dict[str, Any]:
+    """The same protocol over the real path: an analysis server on loopback with mTLS, a camera client
+    that streams each video's frame folder through its anonymizer; `pvad learn` on the training
+    videos, then every test video streamed as the camera would. FL-AUC from the acks' normality scores."""
+    import asyncio
+    import tempfile
+
+    from analysis_server.service import start_server
+    from camera_client.client import run_camera
+    from camera_client.learn import learn
+    from models.eval.anonymizers import default_mode_configs
+    from pvad.certs import make_dev_pki
+    from pvad.config import CameraConfig, CaptureConfig, ClientTLS, EventLogConfig
+
+    ds = load_oneclass_dataset(Path(data))
+    analysis = analysis or AnalysisConfig(device="cpu")
+    anon = default_mode_configs([anonymizer])[anonymizer]
+    work = Path(workdir or tempfile.mkdtemp(prefix="pvad-streamed-"))
+    pki = make_dev_pki(work / "certs", cameras=["eval"], subscribers=[])
+    s, c = pki["server"], pki["camera/eval"]
+    is_latent = anon.name == "dp-encoder"
+    decoders = DecoderConfig(checkpoints=[anon.checkpoint] if is_latent and anon.checkpoint else [],
+                             untrained_seeds=[anon.seed] if is_latent and not anon.checkpoint else [])
+    server = ServerConfig(listen="127.0.0.1:0", tls=ServerTLS(ca=s.ca, cert=s.cert, key=s.key), accept=[anon.name],
+                          decoders=decoders, analysis=analysis, event_log=EventLogConfig(path=work / "events.sqlite"))
+
+    async def run() -> tuple[dict, list[np.ndarray]]:
+        srv = await start_server(server)
+        try:
+            cam = CameraConfig(camera_id="eval", server=f"127.0.0.1:{srv.port}",
+                               tls=ClientTLS(ca=c.ca, cert=c.cert, key=c.key), anonymizer=anon,
+                               capture=CaptureConfig(source=str(ds.train[0].frames[0].parent), target_fps=ds.fps))
+            fitted = await learn(cam, [str(v.frames[0].parent) for v in ds.train])
+            scores = []
+            for v in ds.test:
+                acks: list[float] = []
+                video = cam.model_copy(update={"capture": CaptureConfig(source=str(v.frames[0].parent), target_fps=ds.fps)})
+                await run_camera(video, on_ack=lambda ack, _ms, acks=acks: acks.append(ack.normality_score))
+                first_unscored = np.array([math.nan, *acks[1:]], np.float64)  # a source's first frame has no motion yet
+                scores.append(_backfill(first_unscored))
+            return fitted, scores
+        finally:
+            await srv.stop(1.0)
+
+    fitted, scores = asyncio.run(run())
+    truth = np.concatenate([v.labels for v in ds.test])
+    return {"streamed_fl_auc": float(roc_auc_score(truth, np.concatenate(scores))), "streamed_frames": int(len(truth)),
+            "streamed_learn_frames": fitted["frames_acked"], "transport": "mtls"}
+
+
 def evaluate_false_alarms(videos: Sequence[Path], *, anonymizer: str = "none", analysis: AnalysisConfig | None = None,
                           learn_fraction: float = 0.5, oneclass: Path | None = None, holdout: int = 4, fps: float = 10.0,
                           progress: bool = True) -> dict[str, Any]:

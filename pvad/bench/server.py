@@ -109,13 +109,35 @@ def isolated_ms(analyzer: Analyzer, latents: list, batch: int) -> dict[str, floa
             analyzer.backgrounds(states, list(rgb))
 
     flow = best(flows)
-    x = analyzer._normalise(rgb, 1.0 / 255.0)
-    fl = x if analyzer.classifier.streams == 2 else None
-    bag = torch.zeros(len(z), 80, device=dev) if analyzer.classifier.use_bag else None
-    with torch.inference_mode(), analyzer._autocast():
-        classifier = best(lambda: analyzer.classifier(x, fl, bag))
-    return {"decode": round(decode, 2), "flow": round(flow, 2), "detector": round(detector, 2),
-            "classifier": round(classifier, 2)}
+    out = {"decode": round(decode, 2), "flow": round(flow, 2)}
+    if analyzer.normality_cfg is not None:
+        out["normality"] = round(best(_scoring_cameras(analyzer, states, rgb, eid)), 2)
+    classifier = 0.0
+    if analyzer.classifier is not None:
+        x = analyzer._normalise(rgb, 1.0 / 255.0)
+        fl = x if analyzer.classifier.streams == 2 else None
+        bag = torch.zeros(len(z), 80, device=dev) if analyzer.classifier.use_bag else None
+        with torch.inference_mode(), analyzer._autocast():
+            classifier = best(lambda: analyzer.classifier(x, fl, bag))
+    return {**out, "detector": round(detector, 2), "classifier": round(classifier, 2)}
+
+
+def _scoring_cameras(analyzer: Analyzer, states: list, rgb: np.ndarray, eid: str):
+    """The pipeline's "normality" stage for cameras that score: features, kNN, smoothing (a model fitted on
+    these frames' own features, so every camera is in the scoring phase)."""
+    from analysis_server.normality import NormalityModel
+    from analysis_server.validate import Payload
+
+    payloads = [Payload("bench", i, 0, latent=np.zeros(1), encoder_id=eid) for i in range(len(rgb))]
+    feats = np.stack([analyzer.motion(st.raw, st.normality.foreground.foreground(f)) for st, f in zip(states, rgb)])
+    reps = max(1, -(-analyzer.normality_cfg.min_frames // len(feats)))
+    learn = np.concatenate([feats] * reps) * np.random.default_rng(0).uniform(0.9, 1.1, (reps * len(feats), 1, 1))
+    model = NormalityModel.fit(learn.astype(np.float32), np.zeros(len(learn), np.int32), cfg=analyzer.normality_cfg,
+                               source=payloads[0].source, frame_shape=rgb.shape[1:3])
+    for st in states:
+        st.normality.model, st.has_flow = model, True
+    pairs = list(zip(rgb, payloads))
+    return lambda: analyzer._per_camera_list(lambda s, fp: analyzer._normality(s, *fp), states, pairs)
 
 
 def precision_error(prof: dict, latents: list, precision: str) -> dict[str, float]:

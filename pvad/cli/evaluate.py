@@ -27,7 +27,7 @@ def _oneclass_analysis(args: argparse.Namespace):
     norm = analysis.normality.model_copy(update={"enabled": True, **({"fusion": args.fusion} if args.fusion else {})})
     update = {"normality": norm}
     checkpoint = args.checkpoint or (None if args.server_config else SHIPPED_CLASSIFIER)
-    if checkpoint:
+    if checkpoint and norm.fusion != "normality":
         update["classifier"] = ClassifierConfig(checkpoint=Path(checkpoint), pretrained="never")
     return analysis.model_copy(update=update)
 
@@ -40,6 +40,11 @@ def _cmd_eval_oneclass(args: argparse.Namespace) -> int:
     report = evaluate_oneclass(Path(args.data), anonymizer=args.anonymizer, analysis=_oneclass_analysis(args),
                                tune=args.tune.split(","), out_dir=Path(args.out), progress=not args.no_progress,
                                scoring=scoring)
+    if args.streamed:
+        from models.eval.oneclass import evaluate_streamed
+
+        report.update(evaluate_streamed(Path(args.data), anonymizer=args.anonymizer, analysis=_oneclass_analysis(args)))
+        report["streamed_minus_offline"] = round(report["streamed_fl_auc"] - report["fl_auc"], 5)
     print_result(report, args.json)
     return 0
 
@@ -189,6 +194,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "this server config")
     e.add_argument("--fusion", choices=["normality", "classifier", "max", "mean"],
                    help="one-class data: how σ_t is formed (default: the config's, normality)")
+    e.add_argument("--streamed", action="store_true", help="one-class data: also run the real path (server on "
+                   "loopback with mTLS, camera client, `pvad learn`) and report its FL-AUC beside the offline one")
     e.add_argument("--tune", default="01,02,03,04", help="one-class data: the tuning videos, reported apart")
     e.add_argument("--checkpoint", help="classifier checkpoint (default: the shipped one)")
     e.add_argument("--split", choices=["test", "train", "all"], default="test")

@@ -23,11 +23,17 @@ class MotionGridConfig(Section):
     cell: int = Field(40, ge=8, le=240, description="cell side in pixels of the 320x240 frame (must divide both)")
     history: int = Field(500, ge=1, description="MOG2 history (frames) of the foreground model")
     var_threshold: float = Field(16.0, gt=0.0, description="MOG2 squared Mahalanobis distance for foreground")
+    latent_diff: bool = Field(
+        False, description="latent cameras: add each latent channel's mean |z_t - z_(t-1)| over the cell (the latent "
+        "grid is 8 px, so the cell must be a multiple of 8)",
+    )
 
     @model_validator(mode="after")
     def _divides(self) -> "MotionGridConfig":
         if 320 % self.cell or 240 % self.cell:
             raise ValueError(f"cell {self.cell} must divide 320 and 240 (e.g. 8, 10, 16, 20, 40, 80)")
+        if self.latent_diff and self.cell % 8:
+            raise ValueError(f"latent_diff needs a cell that is a multiple of 8 (the latent's grid); cell is {self.cell}")
         return self
 
 
@@ -44,6 +50,15 @@ class NormalityConfig(Section):
         description="learning buffer bound per camera: past it every other kept frame is dropped (memory bound)",
     )
     motion: MotionGridConfig = MotionGridConfig()
+    bank: Literal["per_position", "shared"] = Field(
+        "per_position",
+        description="per_position: each cell is compared with what that cell showed; shared: moving cells are "
+        "compared with moving cells anywhere on their row (perspective), so a crowd is not novel just for its place",
+    )
+    row_weight: float = Field(4.0, ge=0.0, description="shared bank: weight of the cell's row among its features")
+    active_flow: float = Field(0.5, ge=0.0, description="shared bank: a cell moving faster (max |flow|, px/frame) is active")
+    active_fg: float = Field(0.05, ge=0.0, le=1.0, description="shared bank: a cell with more foreground is active")
+    bank_size: int = Field(65_536, ge=1_000, le=10_000_000, description="shared bank: points kept at most (random subset)")
     k: int = Field(1, ge=1, le=64, description="neighbours whose mean distance scores a cell")
     top: int = Field(3, ge=1, le=64, description="a frame's score is the mean of its `top` most unusual cells")
     smoothing: int = Field(5, ge=1, le=1000, description="trailing mean over this many frames of the camera (causal)")
