@@ -227,12 +227,17 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             self.metrics.streams.dec()
             log.info("camera %s stream ended after %d frames", camera_id, n)
 
-
     async def _stream_mode(self, context, camera_id: str) -> tuple[str, str] | None:
         """``pvad-learn: <session>`` marks a stream's frames as normal footage to learn from (``pvad learn``);
         ``pvad-relearn: 1`` drops the camera's model so it learns again from its live frames."""
         md = dict(context.invocation_metadata() or ())
         if "pvad-learn" not in md and "pvad-relearn" not in md:
+            st = self.cameras.get(camera_id)
+            if st is not None and st.learn_session is not None and not self.streams.get(camera_id):
+                # a live stream after a `pvad learn` that never finished: learn from the live frames instead
+                async with st.lock:
+                    st.learn_session = None
+                    st.flow.normality.relearn(reason="its pvad learn stream ended before the footage did")
             return None
         norm = self.analyzer.normality_cfg
         if norm is None:
