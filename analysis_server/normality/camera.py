@@ -116,7 +116,8 @@ class CameraNormality:
             score = float(np.mean(self._recent))
             return NormalityStep(Phase.SCORING, score, self.model.sigma(score))
         self._observe(feats, source, frame_shape, has_flow)
-        if not self.learn_only and self.cfg.learning_frames and self._seen >= self.cfg.learning_frames:
+        if (not self.learn_only and self.cfg.learning_frames and self._seen >= self.cfg.learning_frames
+                and len(self._feats) >= self.cfg.min_frames):  # else: learn on until there are enough frames with motion
             return NormalityStep(Phase.LEARNING, fitted=self.finish())
         return NormalityStep(Phase.LEARNING)
 
