@@ -304,3 +304,19 @@ def test_a_learning_period_short_of_frames_with_motion_learns_on_instead_of_fail
     steps = [cam.step(f * (1 + 0.01 * i), source="s", frame_shape=(H, W), has_flow=i > 0) for i in range(21)]
     assert all(s.fitted is None for s in steps[:20])  # 20 observed, 19 with motion: not enough yet
     assert steps[20].fitted is not None and cam.phase is Phase.SCORING
+
+
+def test_both_banks_sum_their_scaled_distances_and_round_trip():
+    from analysis_server.normality.density import CombinedKnn, SharedKnn
+
+    rng = np.random.default_rng(6)
+    feats = np.abs(rng.normal(0, 1, (120, 48, 3))).astype(np.float32)
+    cfg = NormalityConfig(bank="both", learning_frames=30, min_frames=20, folds=3)
+    m = NormalityModel.fit(feats, np.zeros(120, np.int32), cfg=cfg, source="image:none", frame_shape=(H, W))
+    assert isinstance(m.knn, CombinedKnn) and (m.knn.weights > 0).all()
+    probe = np.abs(rng.normal(0, 3, (4, 48, 3))).astype(np.float32)
+    pp, sh = m.knn.members
+    assert isinstance(sh, SharedKnn)
+    expected = m.knn.weights[0] * pp.distances(probe) + m.knn.weights[1] * sh.distances(probe)
+    np.testing.assert_allclose(m.knn.distances(probe), expected)
+    np.testing.assert_array_equal(NormalityModel.from_bytes(m.to_bytes()).raw_scores(probe), m.raw_scores(probe))

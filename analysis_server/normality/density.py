@@ -129,4 +129,49 @@ class SharedKnn:
         return cls(k, scale, a["bank"], a["rows"], row_weight=rw, active_flow=af, active_fg=ag)
 
 
-BANKS = {"per_position": PositionKnn, "shared": SharedKnn}
+class CombinedKnn:
+    """``bank: both``: a cell's distance is the sum of its per-position and its shared-bank distance, each
+    divided by its own scale (the 99th percentile of the non-zero distances of the second half of the
+    learning frames to a bank of the first half), so neither dominates by its units."""
+
+    kind = "both"
+
+    def __init__(self, members: list, weights: np.ndarray) -> None:
+        self.members, self.weights = members, np.asarray(weights, np.float64)
+        self.k, self.scale = members[0].k, members[0].scale
+
+    @classmethod
+    def fit(cls, feats: np.ndarray, **kw) -> CombinedKnn:
+        half = len(feats) // 2
+        weights = []
+        for member in (PositionKnn, SharedKnn):
+            d = member.fit(feats[:half], **kw).distances(feats[half:])
+            nonzero = d[d > 0]
+            weights.append(1.0 / max(float(np.percentile(nonzero, 99)) if nonzero.size else 1.0, 1e-6))
+        return cls([PositionKnn.fit(feats, **kw), SharedKnn.fit(feats, **kw)], np.array(weights))
+
+    @property
+    def positions(self) -> int:
+        return self.members[0].positions
+
+    @property
+    def points(self) -> int:
+        return sum(m.points for m in self.members)
+
+    def distances(self, feats: np.ndarray) -> np.ndarray:
+        return sum(w * m.distances(feats) for w, m in zip(self.weights, self.members))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"weights": self.weights}
+        for m in self.members:
+            out.update({f"{m.kind}.{k}": v for k, v in m.arrays().items()})
+        return out
+
+    @classmethod
+    def from_arrays(cls, k: int, scale: np.ndarray, a: dict, **_: object) -> CombinedKnn:
+        members = [b.from_arrays(k, scale, {n.split(".", 1)[1]: v for n, v in a.items() if n.startswith(b.kind + ".")})
+                   for b in (PositionKnn, SharedKnn)]
+        return cls(members, a["weights"])
+
+
+BANKS = {"per_position": PositionKnn, "shared": SharedKnn, "both": CombinedKnn}

@@ -50,10 +50,11 @@ class NormalityConfig(Section):
         description="learning buffer bound per camera: past it every other kept frame is dropped (memory bound)",
     )
     motion: MotionGridConfig = MotionGridConfig()
-    bank: Literal["per_position", "shared"] = Field(
+    bank: Literal["per_position", "shared", "both"] = Field(
         "per_position",
         description="per_position: each cell is compared with what that cell showed; shared: moving cells are "
-        "compared with moving cells anywhere on their row (perspective), so a crowd is not novel just for its place",
+        "compared with moving cells anywhere on their row (perspective), so a crowd is not novel just for its place; "
+        "both: the sum of the two, each on its own scale",
     )
     row_weight: float = Field(4.0, ge=0.0, description="shared bank: weight of the cell's row among its features")
     active_flow: float = Field(0.5, ge=0.0, description="shared bank: a cell moving faster (max |flow|, px/frame) is active")
