@@ -45,7 +45,7 @@ from pvad.config import (
     HogDetector,
 )
 from pvad.devices import resolve_device
-from pvad.errors import ConfigError
+from pvad.hardware import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,9 @@ class Analyzer:
         if analysis.threads:
             torch.set_num_threads(analysis.threads)
         self.device = resolve_device(analysis.device, field="analysis.device")
-        if analysis.precision == "fp16" and self.device.type != "cuda":
-            raise ConfigError("analysis.precision: fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
+        self.precision, why = resolve_precision(analysis.precision, self.device.type)
+        if analysis.precision == "auto":
+            log.info("analysis.precision auto: %s (%s)", self.precision, why)
         self.cfg = analysis
         self.normality_cfg = analysis.normality if analysis.normality.enabled else None
         self.motion = MotionGrid(analysis.normality.motion) if self.normality_cfg is not None else None
@@ -164,7 +165,7 @@ class Analyzer:
             what = "no classifier"
         norm = (f"normality (fusion {self.fusion}, learning {self.normality_cfg.learning_frames} frames)"
                 if self.normality_cfg is not None else "normality off")
-        log.info("analysis: device=%s precision=%s %s, %s, flow=%s max_batch=%d", self.device, analysis.precision,
+        log.info("analysis: device=%s precision=%s %s, %s, flow=%s max_batch=%d", self.device, self.precision,
                  what, norm, analysis.flow.method, analysis.batching.max_batch)
         if analysis.batching.warmup:
             self.executor.submit(self.warm_up).result()
@@ -204,9 +205,9 @@ class Analyzer:
         return self.detector.name if self.detector is not None else "none"
 
     def _autocast(self):
-        if self.cfg.precision == "fp32":
+        if self.precision == "fp32":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
     def new_camera_flow(self, camera_id: str = "", model: NormalityModel | None = None) -> CameraFlow:

@@ -49,6 +49,7 @@ def pki(tmp_path_factory):
 def tiny_analysis(**overrides) -> AnalysisConfig:
     base = dict(
         device="cpu",
+        precision="fp32",  # the same arithmetic on every test machine, whatever its CPU offers
         classifier=ClassifierConfig(backbone="tiny", hidden=32, bag=False, pretrained="never"),
         detector=NoDetector(),
         batching=BatchingConfig(max_batch=4, max_wait_ms=2),

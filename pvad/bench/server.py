@@ -199,7 +199,10 @@ def bench_server(*, source: Path, cameras: int = 8, frames: int = 24, batches: t
     if analysis and "normality" not in analysis:  # a custom profile is timed like the built-in ones
         analysis = {**analysis, "normality": BENCH_NORMALITY}
     chosen = {"custom": analysis} if analysis else {k: v for k, v in profiles(precision).items() if not only or k in only}
-    out: dict = {"cameras": cameras, "frames_per_camera": len(latents), "precision": precision, "profiles": {}}
+    from pvad.hardware import cpu_flags, reported_flags
+
+    out: dict = {"cameras": cameras, "frames_per_camera": len(latents), "precision": precision,
+                 "cpu_flags": reported_flags(cpu_flags()), "profiles": {}}
     for name, prof in chosen.items():
         per_batch = {}
         isolated = None

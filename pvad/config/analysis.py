@@ -60,8 +60,9 @@ class BatchingConfig(Section):
 class AnalysisConfig(Section):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; null = all cores")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="autocast for the networks: bf16 (CPUs with AMX/AVX512-BF16, GPUs), fp16 (GPU only)"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="autocast for the networks: auto = bf16 on CPUs with AMX/AVX512-BF16 and on GPUs, fp32 on "
+        "other CPUs (pvad/hardware.py); bf16 on a CPU without those instructions is refused; fp16 is GPU only"
     )
     flow: FlowConfig = FlowConfig()
     classifier: ClassifierConfig = ClassifierConfig()
