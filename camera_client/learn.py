@@ -16,10 +16,12 @@ import logging
 import uuid
 from pathlib import Path
 
+import grpc
+
 from camera_client.client import run_camera
 from pvad.channel import secure_channel
 from pvad.config import CameraConfig
-from pvad.errors import SourceError
+from pvad.errors import LearningRefused, SourceError
 from pvad.frame_folders import IMAGE_EXTS
 from pvad.v1 import pvad_pb2_grpc
 
@@ -61,7 +63,10 @@ async def learn(cfg: CameraConfig, sources: list[str]) -> dict:
     sources = expand_sources(sources)
     session = uuid.uuid4().hex
     log.info("camera %s: learning from %d source(s) (session %s)", cfg.camera_id, len(sources), session)
-    report = await run_camera(learning_config(cfg), sources=sources, metadata=(("pvad-learn", session),))
+    try:
+        report = await run_camera(learning_config(cfg), sources=sources, metadata=(("pvad-learn", session),))
+    except grpc.aio.AioRpcError as err:
+        raise LearningRefused(f"server {cfg.server} refused: {err.code().name}: {err.details()}") from None
     summary = json.loads(report.trailers.get("pvad-normality", "{}") or "{}")
     return {"camera_id": cfg.camera_id, "sources": len(sources), "frames_sent": report.captured,
             "frames_acked": report.stream.acked, "model": summary}
@@ -76,5 +81,8 @@ async def reset(cfg: CameraConfig) -> None:
 
     async with secure_channel(cfg.server, cfg.tls) as channel:
         call = pvad_pb2_grpc.IngestStub(channel).Stream(nothing(), metadata=(("pvad-relearn", "1"),))
-        async for _ in call:
-            pass
+        try:
+            async for _ in call:
+                pass
+        except grpc.aio.AioRpcError as err:
+            raise LearningRefused(f"server {cfg.server} refused the reset: {err.code().name}: {err.details()}") from None

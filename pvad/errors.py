@@ -60,3 +60,9 @@ def status_name(code: int) -> str:
     """Name of a numeric gRPC status code (as carried in a FrameAck), e.g. 3 -> 'INVALID_ARGUMENT'."""
     status = _STATUS_BY_NUMBER.get(code)
     return status.name if status else f"UNKNOWN_STATUS_{code}"
+
+
+class LearningRefused(PvadError):
+    """The server did not fit a camera's normality model from a `pvad learn` stream."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION

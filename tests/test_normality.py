@@ -320,3 +320,27 @@ def test_both_banks_sum_their_scaled_distances_and_round_trip():
     expected = m.knn.weights[0] * pp.distances(probe) + m.knn.weights[1] * sh.distances(probe)
     np.testing.assert_allclose(m.knn.distances(probe), expected)
     np.testing.assert_array_equal(NormalityModel.from_bytes(m.to_bytes()).raw_scores(probe), m.raw_scores(probe))
+
+
+def test_pvad_learn_on_a_server_without_normality_models_says_why(pki, tmp_path):
+    from camera_client.learn import learn
+    from pvad.errors import LearningRefused
+
+    folder = tmp_path / "normal"
+    folder.mkdir()
+    for t in range(3):
+        cv2.imwrite(str(folder / f"{t:03d}.jpg"), cv2.cvtColor(scene(t), cv2.COLOR_RGB2BGR))
+    analysis = tiny_analysis(batching={"max_batch": 1, "max_wait_ms": 0, "warmup": False})  # normality off
+    cfg = server_config(pki, tmp_path, accept=["none"], analysis=analysis)
+
+    async def scenario():
+        srv = await start_server(cfg)
+        try:
+            cam = CameraConfig(camera_id="cam-1", server=f"127.0.0.1:{srv.port}", tls=client_tls(pki, "camera/cam-1"),
+                               capture=CaptureConfig(source=str(folder)), anonymizer=NoAnonymizer())
+            with pytest.raises(LearningRefused, match="FAILED_PRECONDITION: this server learns no normality models"):
+                await learn(cam, [str(folder)])
+        finally:
+            await srv.stop(0)
+
+    run(scenario())
