@@ -3,7 +3,6 @@ streamed path against the offline evaluation."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import cv2
