@@ -54,7 +54,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -70,8 +69,26 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from models.data.frames import collect_sources, describe, read_frames, split_sources
+from models.eval.learned_anonymizer import (
+    evaluate_anonymizer,
+    faces_before_after,
+    independent_attack,
+)
 from models.nets.darknet import DarknetYoloTorch
 from models.nets.learned_anonymizer import UNetLite, anonymizer_card, count_parameters
+from models.train.anonymizer_steps import (
+    adversary_step,
+    anonymize,
+    anonymizer_step,
+    build_adversary,
+    detector_outputs,
+    identity_step,
+    jpeg_roundtrip,
+    random_crop,
+    teacher_targets,
+    to_tensor,
+    utility_loss,
+)
 from pvad.config import Section
 from pvad.devices import resolve_device
 from pvad.samples import YOLO_FASTEST
@@ -79,7 +96,6 @@ from pvad.samples import YOLO_FASTEST
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "pvad-train-anonymizer-state-v1"
-PERSON = 0  # COCO class index
 # Fields that must not change between a run and its resumption.
 _RESUME_KEYS = ("data", "split_by", "every_n", "max_frames_per_source", "width", "blocks", "adversary_width",
                 "adversary_blocks", "utility_cfg", "utility_weights", "identity_steps", "identity_lr", "lr",
@@ -130,211 +146,6 @@ class TrainAnonymizerConfig(Section):
 
 
 # --------------------------------------------------------------------------- the utility model (models/nets/darknet.py)
-
-
-def teacher_targets(utility: DarknetYoloTorch, frames: torch.Tensor) -> torch.Tensor:
-    """What the loss needs of the detector's outputs: ``N×K×6`` (tx, ty, tw, th, obj logit, person logit),
-    K = all anchor-cells of all [yolo] layers."""
-    return torch.cat([o[:, :, [0, 1, 2, 3, 4, 5 + PERSON]].permute(0, 1, 3, 4, 2).reshape(len(o), -1, 6)
-                      for o in utility(utility.prepare(frames))], 1)
-
-
-def utility_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Keep the detector's objectness, person score and boxes on the anonymized frame as on the original.
-
-    Both ``N×K×6`` (see ``teacher_targets``). Weighted BCE of objectness and person (targets: the
-    teacher's probabilities; weight 0.05 + teacher objectness, so cells with something in them
-    dominate but false positives elsewhere still cost), plus L1 on the box offsets weighted by the
-    teacher's objectness. 0 when the student equals the teacher up to the BCE's entropy term,
-    which is subtracted so that the loss is a divergence (≥ 0, = 0 at the teacher).
-    """
-    t_obj, t_per = teacher[..., 4].sigmoid(), (teacher[..., 4].sigmoid() * teacher[..., 5].sigmoid())
-    s_obj = student[..., 4]
-    s_per_prob = student[..., 4].sigmoid() * student[..., 5].sigmoid()
-    w = 0.05 + t_obj
-    bce_obj = F.binary_cross_entropy_with_logits(s_obj, t_obj, reduction="none") \
-        - F.binary_cross_entropy_with_logits(teacher[..., 4], t_obj, reduction="none")
-    eps = 1e-6
-    s_per = s_per_prob.clamp(eps, 1 - eps)
-    t_p = t_per.clamp(eps, 1 - eps)
-    bce_per = -(t_p * torch.log(s_per) + (1 - t_p) * torch.log(1 - s_per)) \
-        + (t_p * torch.log(t_p) + (1 - t_p) * torch.log(1 - t_p))
-    box = (student[..., :4] - teacher[..., :4]).abs().sum(-1)
-    return ((w * (bce_obj + bce_per)).sum() + (t_obj * box).sum()) / w.sum()
-
-
-def detector_outputs(utility: DarknetYoloTorch, frames: torch.Tensor) -> torch.Tensor:
-    return teacher_targets(utility, frames)
-
-
-# --------------------------------------------------------------------------- steps
-
-
-def random_crop(x: torch.Tensor, crop: tuple[int, int], gen: torch.Generator | None = None) -> tuple[slice, slice]:
-    """Slices of one random ``crop`` window (same for the whole batch)."""
-    h, w = x.shape[-2:]
-    ch, cw = min(crop[0], h), min(crop[1], w)
-    y0 = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
-    x0 = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
-    return slice(y0, y0 + ch), slice(x0, x0 + cw)
-
-
-def adversary_step(anonymizer: nn.Module, adversary: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
-                   window: tuple[slice, slice]) -> float:
-    """One deobfuscator update: minimise MSE(D(A(x)), x) on the crop ``window``. Returns the loss."""
-    ys, xs = window
-    with torch.no_grad():
-        a = anonymizer(x)[..., ys, xs]
-    opt.zero_grad(set_to_none=True)
-    loss = F.mse_loss(adversary(a), x[..., ys, xs])
-    loss.backward()
-    opt.step()
-    return loss.item()
-
-
-def anonymizer_step(anonymizer: nn.Module, adversary: nn.Module, utility: nn.Module | None,
-                    opt: torch.optim.Optimizer, x: torch.Tensor, teacher: torch.Tensor | None,
-                    window: tuple[slice, slice], privacy_weight: float) -> tuple[float, float]:
-    """One anonymizer update: minimise ``L_util - privacy_weight · MSE(D(A(x)), x)``; D stays fixed.
-
-    Returns ``(utility loss, the adversary's reconstruction MSE)`` before the update. With
-    ``utility=None`` only the privacy term is used.
-    """
-    ys, xs = window
-    adversary.requires_grad_(False)
-    try:
-        opt.zero_grad(set_to_none=True)
-        a = anonymizer(x)
-        priv = F.mse_loss(adversary(a[..., ys, xs]), x[..., ys, xs])
-        util = utility_loss(detector_outputs(utility, a), teacher) if utility is not None else a.new_zeros(())
-        (util - privacy_weight * priv).backward()
-        opt.step()
-    finally:
-        adversary.requires_grad_(True)
-    return util.item(), priv.item()
-
-
-def identity_step(anonymizer: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor) -> float:
-    opt.zero_grad(set_to_none=True)
-    loss = F.l1_loss(anonymizer(x), x)
-    loss.backward()
-    opt.step()
-    return loss.item()
-
-
-def build_adversary(width: int, blocks: int) -> UNetLite:
-    return UNetLite(width=width, blocks=blocks, full_res_skip=True)
-
-
-# --------------------------------------------------------------------------- data helpers
-
-
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """``N×H×W×3`` uint8 RGB → float ``N×3×H×W`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255.0)
-
-
-def to_u8(x: torch.Tensor) -> np.ndarray:
-    return x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-
-@torch.no_grad()
-def anonymize(model: nn.Module, frames: np.ndarray, batch_size: int = 8, device: torch.device | None = None) -> np.ndarray:
-    """``N×H×W×3`` uint8 RGB → the anonymized frames, same layout."""
-    device = device or torch.device("cpu")
-    out = [to_u8(model(to_tensor(frames[i:i + batch_size]).to(device))) for i in range(0, len(frames), batch_size)]
-    return np.concatenate(out) if out else frames.copy()
-
-
-def jpeg_roundtrip(frames_rgb: np.ndarray, quality: int = 90) -> np.ndarray:
-    """What the server decodes from the camera's JPEG (RGB in, RGB out)."""
-    out = []
-    for f in frames_rgb:
-        _ok, buf = cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        out.append(cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
-    return np.stack(out)
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def person_retention(frames_rgb: np.ndarray, anon_rgb: np.ndarray, detector=None, iou: float = 0.5) -> dict[str, Any]:
-    """Persons the server's detector finds on the originals, and how many it still finds on the
-    anonymized frames (a person counts as kept when an anonymized-frame person box overlaps it by IoU ≥ iou)."""
-    from analysis_server.detectors import PERSON as DET_PERSON
-    from analysis_server.detectors import create_detector
-    from models.eval.faces import box_iou
-    from pvad.samples import offline_detector
-
-    detector = detector or create_detector(offline_detector())
-    before = after = kept = frames_with = frames_with_after = 0
-    for f, a in zip(frames_rgb, anon_rgb):
-        d0 = detector.detect(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-        d1 = detector.detect(cv2.cvtColor(a, cv2.COLOR_RGB2BGR))
-        b0 = d0.boxes[d0.class_ids == DET_PERSON]
-        b1 = d1.boxes[d1.class_ids == DET_PERSON]
-        before, after = before + len(b0), after + len(b1)
-        frames_with += bool(len(b0))
-        frames_with_after += bool(len(b0)) and bool(len(b1))
-        if len(b0) and len(b1):
-            kept += int((box_iou(b0, b1).max(1) >= iou).sum())
-    return {"detector": getattr(detector, "name", type(detector).__name__), "persons_before": before,
-            "persons_after": after, "persons_kept_iou50": kept,
-            "person_recall": kept / before if before else float("nan"),
-            "frames_with_person": frames_with, "of_those_still_with_person": frames_with_after}
-
-
-def faces_before_after(photos_rgb: np.ndarray, anon_rgb: np.ndarray) -> dict[str, Any]:
-    """Faces found by every available detector of ``models.eval.faces`` (merged), before and after."""
-    from models.eval.faces import available_face_detectors, merge_boxes
-
-    detectors = available_face_detectors()
-    count = {"before": 0, "after": 0, "detectors": sorted(detectors)}
-    for f, a in zip(photos_rgb, anon_rgb):
-        count["before"] += len(merge_boxes([d.detect(f) for d in detectors.values()]))
-        count["after"] += len(merge_boxes([d.detect(a) for d in detectors.values()]))
-    return count
-
-
-def independent_attack(anonymizer: nn.Module, train_frames: np.ndarray, test_frames: np.ndarray, *, width: int,
-                       blocks: int, steps: int, lr: float, batch_size: int, crop: tuple[int, int], seed: int,
-                       device: torch.device, progress: bool = True) -> dict[str, float]:
-    """Train a fresh deobfuscator on (A(x), x) of ``train_frames`` for ``steps`` steps against the
-    frozen anonymizer, then reconstruct ``test_frames``: SSIM / PSNR / MSE of the reconstruction to the original."""
-    from models.eval.image_metrics import batch_metrics
-
-    gen = torch.Generator().manual_seed(seed + 1)
-    attacker = build_adversary(width, blocks).to(device)
-    opt = torch.optim.AdamW(attacker.parameters(), lr=lr, weight_decay=1e-4)
-    anonymizer.eval()
-    bar = tqdm(range(steps), desc="attack", unit="step", disable=not progress)
-    for _ in bar:
-        idx = torch.randint(0, len(train_frames), (batch_size,), generator=gen).numpy()
-        x = to_tensor(train_frames[idx]).to(device)
-        loss = adversary_step(anonymizer, attacker, opt, x, random_crop(x, crop, gen))
-        bar.set_postfix(mse=f"{loss:.4f}")
-    bar.close()
-    attacker.eval()
-    sums = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0}
-    with torch.no_grad():
-        for i in range(0, len(test_frames), 8):
-            x = to_tensor(test_frames[i:i + 8]).to(device)
-            for k, v in batch_metrics(x, attacker(anonymizer(x))).items():
-                sums[k] += v * len(x)
-    return {f"attack_{k}": v / max(len(test_frames), 1) for k, v in sums.items()}
-
-
-def evaluate_anonymizer(model: nn.Module, frames: np.ndarray, *, device: torch.device | None = None,
-                        detector=None, jpeg_quality: int = 90) -> dict[str, Any]:
-    """SSIM/PSNR/MSE of the anonymized frame (as the server decodes it) to the original, and person retention."""
-    from models.eval.image_metrics import batch_metrics
-
-    anon = jpeg_roundtrip(anonymize(model.eval(), frames, device=device), jpeg_quality)
-    q = batch_metrics(to_tensor(frames), to_tensor(anon))
-    return {**{f"anon_{k}": v for k, v in q.items()}, **person_retention(frames, anon, detector)}
-
-
-# --------------------------------------------------------------------------- training
 
 
 @dataclass
@@ -527,72 +338,3 @@ def _finish(cfg: TrainAnonymizerConfig, anonymizer: UNetLite, history: list[dict
 # --------------------------------------------------------------------------- measurement
 
 
-def measure(checkpoint: Path, *, video: Path, photos: list[Path], frames: int = 50,
-            threads: tuple[int, ...] = (2, 1)) -> dict[str, Any]:
-    """Camera cost and quick privacy/utility figures of an anonymizer checkpoint.
-
-    * ms/frame of the camera's ``learned`` anonymizer (network + JPEG) and of the network alone,
-      median over ``frames`` frames of ``video`` (resized to 240×320 like the camera), per torch
-      thread count; bytes of the ``pvad.v1.Frame`` message, against the raw JPEG of ``none``;
-    * on those frames: SSIM/PSNR of what the server decodes to the original, and persons found
-      by the server's offline detector before/after;
-    * on ``photos``: faces found (Haar + dlib when installed, merged) before/after, and SSIM.
-    """
-    import statistics
-
-    from camera_client.anonymize import create_anonymizer
-    from camera_client.client import make_frame
-    from models.eval.image_metrics import batch_metrics
-    from pvad.config import LearnedAnonymizer, NoAnonymizer
-
-    cap = cv2.VideoCapture(str(video))
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or frames
-    step = max(1, total // frames)
-    raw: list[np.ndarray] = []
-    i = 0
-    while len(raw) < frames:
-        ok, f = cap.read()
-        if not ok:
-            break
-        if i % step == 0:
-            raw.append(cv2.resize(f, (320, 240), interpolation=cv2.INTER_AREA))
-        i += 1
-    cap.release()
-    anon = create_anonymizer(LearnedAnonymizer(checkpoint=checkpoint))
-    none = create_anonymizer(NoAnonymizer())
-    out: dict[str, Any] = {"checkpoint": str(checkpoint), "video": str(video), "frames": len(raw)}
-    before = torch.get_num_threads()
-    try:
-        for n in threads:
-            torch.set_num_threads(n)
-            anon(raw[0])
-            full, net = [], []
-            for f in raw:
-                t0 = time.perf_counter()
-                anon.transform(f)
-                t1 = time.perf_counter()
-                anon(f)
-                net.append(t1 - t0)
-                full.append(time.perf_counter() - t1)
-            out[f"ms_per_frame_{n}_threads"] = round(1000 * statistics.median(full), 2)
-            out[f"network_ms_{n}_threads"] = round(1000 * statistics.median(net), 2)
-    finally:
-        torch.set_num_threads(before)
-    payloads = [anon(f) for f in raw]
-    out["bytes_per_frame"] = round(statistics.fmean(make_frame("cam", k, 0, p).ByteSize()
-                                                    for k, p in enumerate(payloads)))
-    out["bytes_per_frame_none_jpeg"] = round(statistics.fmean(make_frame("cam", k, 0, none(f)).ByteSize()
-                                                              for k, f in enumerate(raw)))
-    orig_rgb = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in raw])
-    seen_rgb = np.stack([cv2.cvtColor(cv2.imdecode(np.frombuffer(p.jpeg, np.uint8), cv2.IMREAD_COLOR),
-                                      cv2.COLOR_BGR2RGB) for p in payloads])
-    out.update({f"video_{k}": v for k, v in batch_metrics(to_tensor(orig_rgb), to_tensor(seen_rgb)).items()})
-    out["video_persons"] = person_retention(orig_rgb, seen_rgb)
-    if photos:
-        pics = read_frames(collect_sources(photos)).frames
-        seen = jpeg_roundtrip(anonymize(anon.model, pics))
-        out["photos"] = len(pics)
-        out.update({f"photos_{k}": v for k, v in batch_metrics(to_tensor(pics), to_tensor(seen)).items()})
-        out["photos_faces"] = faces_before_after(pics, seen)
-        out["photos_persons"] = person_retention(pics, seen)
-    return out
