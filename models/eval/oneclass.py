@@ -87,8 +87,6 @@ class Stream:
         if learn and not self.state.normality.learn_only:
             self.state.normality.relearn(learn_only=True, reason="evaluation: learning from the training videos")
         out = []
-        batch = 8
-        pending: list = []
         for i, rgb in enumerate(video.rgb_frames()):
             t0 = time.perf_counter()
             msg = self.anonymizer(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -96,18 +94,13 @@ class Stream:
             self.times["frames"] += 1
             self.seq += 1
             frame = make_frame(self.camera_id, self.seq, 0, msg, discontinuity=i == 0)
-            pending.append(parse_frame(frame, cfg=self.server_cfg, peer_camera_id=self.camera_id,
-                                       encoders=self.analyzer.decoders.shapes))
-            if len(pending) == batch:
-                out += self._run(pending)
-                pending = []
+            payload = parse_frame(frame, cfg=self.server_cfg, peer_camera_id=self.camera_id,
+                                  encoders=self.analyzer.decoders.shapes)
+            # one frame at a time, as a live camera's are scored (its flow depends on the previous frame)
+            out.append(self.analyzer.analyze_frames([(self.state, payload)])[0])
             if progress is not None:
                 progress.update(1)
-        return out + self._run(pending)
-
-    def _run(self, payloads: list) -> list:
-        # one camera's frames in order; one at a time, as a live camera's are (flow depends on the previous frame)
-        return [self.analyzer.analyze_frames([(self.state, p)])[0] for p in payloads]
+        return out
 
 
 def _server_cfg(accept: list[str]) -> ServerConfig:
