@@ -75,10 +75,14 @@ class CameraFlow:
         if self.normality is not None:
             self.normality.discontinuity()
 
-    def next(self, frame_rgb_u8: np.ndarray) -> np.ndarray:
-        """Flow image from the previous frame to this one; zero motion for the first frame."""
+    def advance(self, frame_rgb_u8: np.ndarray) -> np.ndarray:
+        """Raw flow (``self.raw``) from the previous frame to this one; zero motion for the first frame."""
         gray = cv2.cvtColor(frame_rgb_u8, cv2.COLOR_RGB2GRAY)
         self.has_flow = self.prev_gray is not None and self.prev_gray.shape == gray.shape
         flow = self.estimator.flow(self.prev_gray, gray) if self.has_flow else np.zeros((*gray.shape, 2), np.float32)
         self.prev_gray, self.raw = gray, flow
-        return self.estimator.encode(flow)
+        return flow
+
+    def next(self, frame_rgb_u8: np.ndarray) -> np.ndarray:
+        """Flow image (the classifier's input) from the previous frame to this one."""
+        return self.estimator.encode(self.advance(frame_rgb_u8))

@@ -283,7 +283,10 @@ class Analyzer:
         frames = self._reconstruct([p for _, p in items])
         t1 = time.perf_counter()
         states = [s for s, _ in items]
-        flows = self.flows(states, frames)
+        if self.classifier is not None:
+            flows = self.flows(states, frames)
+        else:  # only the normality model looks at the flow: no flow image to encode
+            self._per_camera_list(CameraFlow.advance, states, frames)
         backgrounds = self.backgrounds(states, frames) if self.background_cfg is not None else None
         t2 = time.perf_counter()
         steps = [None] * len(items)

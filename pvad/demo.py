@@ -23,11 +23,11 @@ from pvad.config import (
     CameraConfig,
     CaptureConfig,
     ClientTLS,
-    DecoderConfig,
     DemoConfig,
     EventLogConfig,
     ServerConfig,
     ServerTLS,
+    decoders_for,
 )
 from pvad.subscriber import describe, follow_alarms
 from pvad.v1 import pvad_pb2
@@ -90,11 +90,7 @@ def build_configs(cfg: DemoConfig, *, source: Path | str, pki: dict) -> tuple[Se
     server_paths, cam_paths = pki["server"], pki[f"camera/{cfg.camera_id}"]
     sub_paths = pki[f"subscriber/{SUBSCRIBER}"]
     anon = cfg.anonymizer
-    if anon.name == "dp-encoder":
-        decoders = DecoderConfig(checkpoints=[anon.checkpoint], untrained_seeds=[]) if anon.checkpoint \
-            else DecoderConfig(checkpoints=[], untrained_seeds=[anon.seed])
-    else:
-        decoders = DecoderConfig(checkpoints=[], untrained_seeds=[])
+    decoders = decoders_for(anon)
     events = cfg.workdir / "events.sqlite"
     for suffix in ("", "-wal", "-shm"):  # each demo run starts with an empty event log
         Path(str(events) + suffix).unlink(missing_ok=True)

@@ -26,9 +26,6 @@ class MotionGrid:
     def __init__(self, cfg: MotionGridConfig) -> None:
         self.cfg = cfg
 
-    def positions(self, height: int, width: int) -> int:
-        return (height // self.cfg.cell) * (width // self.cfg.cell)
-
     def __call__(self, flow: np.ndarray, foreground: np.ndarray, latent_diff: np.ndarray | None = None) -> np.ndarray:
         """Per cell (row-major) ``[mean |flow|, max |flow|, foreground fraction]`` (+ C latent-difference
         means when ``latent_diff``, C x h x w, is given): P x (3 [+ C]) float32.

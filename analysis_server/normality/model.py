@@ -21,12 +21,16 @@ import io
 import json
 import math
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis_server.normality.density import BANKS, PositionKnn, SharedKnn, feature_scale
+from analysis_server.normality.density import (
+    BANKS,
+    PositionKnn,
+    SharedKnn,
+    feature_scale,
+)
 from pvad.config.normality import NormalityConfig
 from pvad.errors import ModelLoadError
 
@@ -183,11 +187,3 @@ def fuse(rule: str, classifier: float | None, normality: float | None) -> float:
     if rule == "max":
         return max(present)
     return sum(present) / len(present)  # mean
-
-
-def concat_runs(runs: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Stack per-video feature arrays and number their runs (for ``fit``'s ``segments``)."""
-    runs = [r for r in runs if len(r)]
-    feats = np.concatenate(runs)
-    segments = np.concatenate([np.full(len(r), i, np.int32) for i, r in enumerate(runs)])
-    return feats, segments

@@ -24,6 +24,7 @@ frame would shift every label after it), and so is a labelled range that runs pa
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,9 +81,12 @@ class FileVideo:
         for f in iter_frames(CaptureConfig(source=str(self.path), target_fps=self.target_fps)):
             yield cv2.cvtColor(f.bgr, cv2.COLOR_BGR2RGB)
 
+    @functools.cached_property
+    def _sampled(self) -> int:
+        return sum(1 for _ in self._all())
+
     def __len__(self) -> int:
-        n = sum(1 for _ in self._all())
-        return len(range(n)[self.start:self.stop])
+        return len(range(self._sampled)[self.start:self.stop])
 
     def rgb_frames(self) -> Iterator[np.ndarray]:
         for i, f in enumerate(self._all()):
@@ -108,15 +112,6 @@ class OneClassDataset:
             "test_videos": len(self.test), "test_frames": n_test, "anomalous_test_frames": anomalous,
         }
 
-    def videos(self, names: list[str] | None) -> tuple[FrameVideo, ...]:
-        """Test videos by name (``None``: all); an unknown name is refused with the known ones."""
-        if names is None:
-            return self.test
-        by_name = {v.name: v for v in self.test}
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise ConfigError(f"{self.root}: no test video {', '.join(missing)} (known: {', '.join(by_name)})")
-        return tuple(by_name[n] for n in names)
 
 
 # --------------------------------------------------------------------------- frame folders
@@ -157,6 +152,7 @@ def read_mat_ranges(path: Path) -> list[list[tuple[int, int]]]:
 
     try:
         gt = loadmat(str(path))["gt"]
+    # NotImplementedError: scipy cannot read MATLAB v7.3 (HDF5) files; saved with -v7 they load
     except (KeyError, ValueError, OSError, NotImplementedError, MatReadError) as err:
         raise ConfigError(f"{path}: not a label file with a `gt` cell array ({err})") from None
     out = []

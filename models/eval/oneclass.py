@@ -34,10 +34,10 @@ from models.data.oneclass import FrameVideo, load_oneclass_dataset
 from models.eval.plots import save_figure
 from pvad.config import (
     AnalysisConfig,
-    DecoderConfig,
     ScoringConfig,
     ServerConfig,
     ServerTLS,
+    decoders_for,
 )
 from pvad.errors import ConfigError
 
@@ -59,6 +59,7 @@ class VideoResult:
     normality: np.ndarray  # smoothed normality score per frame (nan while learning)
     classifier: np.ndarray  # classifier σ per frame (nan when it did not run)
     sigma: np.ndarray  # σ_t after fusion
+    normality_sigma: np.ndarray  # the normality model's σ per frame (its first-frame gap filled like the score)
     threshold: float = math.nan
 
     def alarms(self, scoring: ScoringConfig) -> int:
@@ -119,9 +120,7 @@ def build_stream(anonymizer_key: str, analysis: AnalysisConfig, *, camera_id: st
     if isinstance(cfg, str):
         raise ConfigError(cfg)
     anonymizer = create_anonymizer(cfg)
-    decoders = DecoderConfig(checkpoints=[cfg.checkpoint] if cfg.name == "dp-encoder" and cfg.checkpoint else [],
-                             untrained_seeds=[cfg.seed] if cfg.name == "dp-encoder" and not cfg.checkpoint else [])
-    analyzer = Analyzer(analysis, decoders)
+    analyzer = Analyzer(analysis, decoders_for(cfg))
     return Stream(anonymizer, analyzer, _server_cfg([cfg.name]), camera_id)
 
 
@@ -138,9 +137,10 @@ def _result(video: FrameVideo, results: list, threshold: float) -> VideoResult:
     norm = _backfill(np.array([r.normality_score if r.normality_score is not None else math.nan for r in results]))
     clf = np.array([r.classifier if r.classifier is not None else math.nan for r in results])
     sigma = np.array([r.sigma for r in results])
+    n_sigma = _backfill(np.array([r.normality_sigma if r.normality_sigma is not None else math.nan for r in results]))
     labels = getattr(video, "labels", None)
     truth = labels if labels is not None else np.zeros(len(results), np.uint8)
-    return VideoResult(video.name, truth.astype(np.uint8), norm, clf, sigma, threshold)
+    return VideoResult(video.name, truth.astype(np.uint8), norm, clf, sigma, n_sigma, threshold)
 
 
 def pooled_auc(videos: Sequence[VideoResult], mode: str, fusion: str = "max") -> float:
@@ -158,10 +158,9 @@ def mode_scores(v: VideoResult, mode: str, fusion: str) -> np.ndarray:
         return v.normality
     if mode == "classifier":
         return v.classifier
-    # fused: σ of the normality model (from its score and threshold) with the classifier's σ
-    n_sigma = 1.0 / (1.0 + np.exp(np.clip(-(v.normality - v.threshold) / (v.threshold / 4.0), -60, 60)))
+    # fused: the normality model's σ with the classifier's, by the configured rule
     return np.array([fuse(fusion, None if math.isnan(c) else float(c), None if math.isnan(n) else float(n))
-                     for c, n in zip(v.classifier, n_sigma)])
+                     for c, n in zip(v.classifier, v.normality_sigma)])
 
 
 def learn_videos(stream: Stream, videos: Sequence[FrameVideo], *, progress: bool = True) -> dict:
@@ -267,11 +266,8 @@ def evaluate_streamed(data: Path, *, anonymizer: str = "none", analysis: Analysi
     work = Path(workdir or tempfile.mkdtemp(prefix="pvad-streamed-"))
     pki = make_dev_pki(work / "certs", cameras=["eval"], subscribers=[])
     s, c = pki["server"], pki["camera/eval"]
-    is_latent = anon.name == "dp-encoder"
-    decoders = DecoderConfig(checkpoints=[anon.checkpoint] if is_latent and anon.checkpoint else [],
-                             untrained_seeds=[anon.seed] if is_latent and not anon.checkpoint else [])
     server = ServerConfig(listen="127.0.0.1:0", tls=ServerTLS(ca=s.ca, cert=s.cert, key=s.key), accept=[anon.name],
-                          decoders=decoders, analysis=analysis, event_log=EventLogConfig(path=work / "events.sqlite"))
+                          decoders=decoders_for(anon), analysis=analysis, event_log=EventLogConfig(path=work / "events.sqlite"))
 
     async def run() -> tuple[dict, list[np.ndarray]]:
         srv = await start_server(server)

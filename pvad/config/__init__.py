@@ -86,6 +86,7 @@ from pvad.config.server import (
     MqttConfig,
     MqttTLS,
     ServerConfig,
+    decoders_for,
 )
 from pvad.config.subscriber import (
     SubscriberConfig,
@@ -96,6 +97,7 @@ from pvad.config.tls import (
 )
 
 __all__ = [
+    "decoders_for",
     "MotionGridConfig",
     "NormalityConfig",
     "UNTRAINED_CLASSIFIER",

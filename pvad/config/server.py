@@ -25,6 +25,16 @@ class DecoderConfig(Section):
     )
 
 
+def decoders_for(anonymizer) -> DecoderConfig:
+    """The decoders a server needs for a camera with this anonymizer section: the dp-encoder's pair (its
+    checkpoint, or the untrained weights of its seed), none for an image anonymizer."""
+    if getattr(anonymizer, "name", None) != "dp-encoder":
+        return DecoderConfig(checkpoints=[], untrained_seeds=[])
+    if anonymizer.checkpoint:
+        return DecoderConfig(checkpoints=[anonymizer.checkpoint], untrained_seeds=[])
+    return DecoderConfig(checkpoints=[], untrained_seeds=[anonymizer.seed])
+
+
 class LimitsConfig(Section):
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_image_width: int = Field(1920, ge=16)
