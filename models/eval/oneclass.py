@@ -263,7 +263,8 @@ def evaluate_streamed(data: Path, *, anonymizer: str = "none", analysis: Analysi
     ds = load_oneclass_dataset(Path(data))
     analysis = analysis or AnalysisConfig(device="cpu", precision="fp32")
     anon = default_mode_configs([anonymizer])[anonymizer]
-    work = Path(workdir or tempfile.mkdtemp(prefix="pvad-streamed-"))
+    tmp = None if workdir else tempfile.TemporaryDirectory(prefix="pvad-streamed-")  # certificates, event log
+    work = Path(workdir or tmp.name)
     pki = make_dev_pki(work / "certs", cameras=["eval"], subscribers=[])
     s, c = pki["server"], pki["camera/eval"]
     server = ServerConfig(listen="127.0.0.1:0", tls=ServerTLS(ca=s.ca, cert=s.cert, key=s.key), accept=[anon.name],
@@ -287,7 +288,11 @@ def evaluate_streamed(data: Path, *, anonymizer: str = "none", analysis: Analysi
         finally:
             await srv.stop(1.0)
 
-    fitted, scores = asyncio.run(run())
+    try:
+        fitted, scores = asyncio.run(run())
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
     truth = np.concatenate([v.labels for v in ds.test])
     return {"streamed_fl_auc": float(roc_auc_score(truth, np.concatenate(scores))), "streamed_frames": int(len(truth)),
             "streamed_learn_frames": fitted["frames_acked"], "transport": "mtls"}
