@@ -179,7 +179,7 @@ KEYS = {"mse", "psnr", "ssim", "faces_before", "faces_after", "reid_top1", "reid
 
 @needs_dlib
 def test_evaluate_privacy_untrained_end_to_end(tmp_path, astronaut):
-    from models.eval.privacy import evaluate_privacy
+    from models.eval.privacy_report import evaluate_privacy
 
     cv2.imwrite(str(tmp_path / "astronaut.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(tmp_path / "wall.png"), np.full((480, 640, 3), 90, np.uint8))
@@ -202,7 +202,7 @@ def test_evaluate_privacy_untrained_end_to_end(tmp_path, astronaut):
 @needs_vispr
 @needs_dlib
 def test_vispr_faces_found_before_and_none_after_untrained():
-    from models.eval.privacy import evaluate_privacy
+    from models.eval.privacy_report import evaluate_privacy
 
     r = evaluate_privacy([None], sorted(VISPR.glob("*.jpg")), attack=False)["untrained"]
     assert r["frames"] == 3 and r["attack"] is None
@@ -211,7 +211,7 @@ def test_vispr_faces_found_before_and_none_after_untrained():
 
 
 def test_evaluate_privacy_with_latent_noise(tmp_path, astronaut):
-    from models.eval.privacy import evaluate_privacy
+    from models.eval.privacy_report import evaluate_privacy
     from models.latent_noise import gaussian_epsilon
 
     cv2.imwrite(str(tmp_path / "astronaut.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))

@@ -173,10 +173,40 @@ class DlibFaces:
         return boxes
 
 
-def available_face_detectors() -> dict[str, FaceDetector]:
-    """Every detector that loads here, by name; the missing ones are logged with the reason."""
+class DlibCnnFaces:
+    """dlib's CNN face detector (MMOD, ``mmod_human_face_detector.dat``), at ``upsample`` levels.
+
+    More robust to pose and blur than HOG, ~20× slower on a CPU (about 1 s for a 240×320 frame
+    upsampled once, 2 cores), so only the white-box evaluation, on a few dozen frames, uses it.
+    """
+
+    name = "dlib_cnn"
+
+    def __init__(self, *, upsample: int = 1) -> None:
+        dlib = _import_dlib()
+        try:
+            self._detector = dlib.cnn_face_detection_model_v1(str(dlib_model_path("mmod_human_face_detector.dat")))
+        except RuntimeError as exc:
+            raise ModelLoadError(f"cannot load dlib's CNN face detector: {exc}; {INSTALL_HINT}") from exc
+        self.upsample = upsample
+
+    def detect(self, image_rgb: np.ndarray) -> np.ndarray:
+        _check_image(image_rgb)
+        found = self._detector(np.ascontiguousarray(image_rgb), self.upsample)
+        found = sorted(found, key=lambda d: -d.confidence)
+        boxes = np.array([[d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1] for d in found],
+                         np.int64).reshape(-1, 4)
+        h, w = image_rgb.shape[:2]
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
+        return merge_boxes([boxes])
+
+
+def available_face_detectors(*, cnn: bool = False) -> dict[str, FaceDetector]:
+    """Every detector that loads here, by name; the missing ones are logged with the reason.
+    ``cnn``: also dlib's CNN detector (slow; the white-box evaluation uses it)."""
     detectors: dict[str, FaceDetector] = {}
-    for cls in (HaarFaces, DlibFaces):
+    for cls in (HaarFaces, DlibFaces, *((DlibCnnFaces,) if cnn else ())):
         try:
             detectors[cls.name] = cls()
         except ModelLoadError as exc:

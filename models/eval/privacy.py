@@ -1,4 +1,5 @@
-"""Privacy evaluation of the frame autoencoder (G §5.1.1-5.2.2, DESIGN §7).
+"""Privacy measures of the frame autoencoder (G §5.1.1-5.2.2, DESIGN §7); ``models.eval.privacy_report``
+runs them for each checkpoint (``pvad eval privacy``), ``models.eval.whitebox`` adds the white-box attacker.
 
 For each autoencoder, on frames of the given images/videos (``N×240×320×3`` uint8 RGB):
 
@@ -14,7 +15,6 @@ For each autoencoder, on frames of the given images/videos (``N×240×320×3`` u
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -33,10 +33,9 @@ from models.eval.faces import (
     available_face_detectors,
     box_iou,
     merge_boxes,
-    optional_face_embedder,
 )
 from models.eval.plots import save_figure
-from models.nets.autoencoder import Decoder, encoder_id, load_autoencoder
+from models.nets.autoencoder import Decoder
 
 logger = logging.getLogger(__name__)
 
@@ -272,108 +271,7 @@ def interception_attack(encoder: nn.Module, public_frames: Frames, test_frames: 
     return result
 
 
-# --------------------------------------------------------------------------- the whole evaluation
-
-
-def load_eval_frames(files: Sequence[Path], *, every_n: int = 10, max_frames_per_video: int = 8) -> tuple[Frames, list[str]]:
-    """Frames of images (resized to 240×320, INTER_AREA) and videos (every ``every_n``-th frame,
-    at most ``max_frames_per_video``), with one label per frame."""
-    from models.data.frames import collect_sources, read_frames
-
-    sources = collect_sources([Path(f) for f in files])
-    loaded = read_frames(sources, every_n=every_n, max_frames_per_source=max_frames_per_video)
-    names = [f"{label}#{k}" if n > 1 else label for label, n in loaded.kept.items() for k in range(n)]
-    return loaded.frames, names
-
-
-def _label(checkpoint: Path | None, card_extra: Mapping[str, Any], taken: Mapping[str, Any]) -> str:
-    label = "untrained" if checkpoint is None else str(card_extra.get("optimizer") or Path(checkpoint).stem)
-    if label in taken:
-        label = f"{label}:{Path(checkpoint).stem if checkpoint else len(taken)}"
-    return label
-
-
-def evaluate_privacy(checkpoints: Sequence[Path | None], files: Sequence[Path], *, attack: bool,
-                     out_dir: Path | None = None, seed: int = 0, attack_epochs: int = 3,
-                     attack_public: int = 64, max_frames_per_video: int = 8,
-                     latent_noise: tuple[float, float, float] | None = None) -> dict[str, dict[str, Any]]:
-    """Evaluate each autoencoder (``None`` = untrained, seed ``seed``) on frames of ``files``.
-
-    Returns ``{label: {...}}``, label = ``card.extra["optimizer"]`` or the file stem
-    ("untrained" for None), with ``mse``, ``psnr``, ``ssim``, ``faces_before``, ``faces_after``
-    (per detector and ``total``), ``reid_top1``, ``reid_top1_known_boxes``, ``reid`` (counts),
-    ``epsilon``, ``delta`` (None when not DP), ``encoder_id``, ``trained``, ``frames`` and
-    ``attack`` (``interception_attack``'s dict, or None without ``attack``). With
-    ``latent_noise=(clip_norm, sigma, delta)`` every model is also evaluated with the camera's
-    inference-time Gaussian mechanism, as ``<label>+noise`` with its per-frame ``frame_epsilon``
-    at ``frame_delta``. With ``out_dir``:
-    ``privacy.json``, ``reconstructions.png`` and ``faces_<label>.png`` are written there.
-    """
-    frames, names = load_eval_frames(files, max_frames_per_video=max_frames_per_video)
-    detectors = available_face_detectors()
-    embedder = optional_face_embedder()
-    before = detect_faces(detectors, frames)
-    public = public_frames(attack_public, seed=seed) if attack else None
-    results: dict[str, dict[str, Any]] = {}
-    recon_by_label: dict[str, Frames] = {}
-    for checkpoint in checkpoints:
-        model, card = load_autoencoder(checkpoint, seed=seed)
-        label = _label(checkpoint, card.extra, results)
-        decoded = reconstruct(model, frames)
-        recon_by_label[label] = decoded
-        after = detect_faces(detectors, decoded)
-        reid = (reidentification(embedder, frames, decoded, detectors=detectors,
-                                 boxes=(before["total"], after["total"])) if embedder else None)
-        results[label] = {
-            **quality(frames, decoded),
-            "faces_before": {k: int(sum(map(len, v))) for k, v in before.items()},
-            "faces_after": {k: int(sum(map(len, v))) for k, v in after.items()},
-            "reid_top1": reid["reid_top1"] if reid else None,
-            "reid_top1_known_boxes": reid["reid_top1_known_boxes"] if reid else None,
-            "reid": reid, "epsilon": card.extra.get("epsilon"), "delta": card.extra.get("delta"),
-            "encoder_id": encoder_id(model.encoder), "trained": card.trained, "frames": len(frames),
-            "checkpoint": str(checkpoint) if checkpoint else None,
-            "attack": interception_attack(model.encoder, public, frames, epochs=attack_epochs, seed=seed,
-                                          decoder=model.decoder, detectors=detectors) if attack else None,
-        }
-        logger.info("privacy %s: %s", label, {k: v for k, v in results[label].items() if not isinstance(v, dict)})
-        if latent_noise is not None:
-            from models.latent_noise import gaussian_epsilon
-
-            clip_norm, sigma, delta = latent_noise
-            noisy = reconstruct(model, frames, latent_noise=(clip_norm, sigma), seed=seed)
-            recon_by_label[f"{label}+noise"] = noisy
-            after_noisy = detect_faces(detectors, noisy)
-            reid_noisy = (reidentification(embedder, frames, noisy, detectors=detectors,
-                                           boxes=(before["total"], after_noisy["total"])) if embedder else None)
-            results[f"{label}+noise"] = {
-                **quality(frames, noisy),
-                "faces_before": results[label]["faces_before"],
-                "faces_after": {k: int(sum(map(len, v))) for k, v in after_noisy.items()},
-                "reid_top1": reid_noisy["reid_top1"] if reid_noisy else None,
-                "reid_top1_known_boxes": reid_noisy["reid_top1_known_boxes"] if reid_noisy else None,
-                "reid": reid_noisy, "epsilon": card.extra.get("epsilon"), "delta": card.extra.get("delta"),
-                "frame_epsilon": gaussian_epsilon(sigma / (2 * clip_norm), delta), "frame_delta": delta,
-                "latent_noise": {"clip_norm": clip_norm, "sigma": sigma},
-                "encoder_id": results[label]["encoder_id"], "trained": card.trained, "frames": len(frames),
-                "checkpoint": results[label]["checkpoint"], "attack": None,
-            }
-        if out_dir is not None:
-            pick = _frames_to_plot(before["total"])
-            plot_face_overlays([img for i in pick for img in (frames[i], decoded[i])],
-                               [b for i in pick for b in (before["total"][i], after["total"][i])],
-                               Path(out_dir) / f"faces_{label.replace(':', '_')}.png",
-                               titles=[t for i in pick for t in (f"{names[i]}: {len(before['total'][i])} faces",
-                                                                 f"{label}: {len(after['total'][i])} faces")])
-    if out_dir is not None:
-        pick = _frames_to_plot(before["total"])
-        plot_reconstruction_grid(frames[pick], {k: v[pick] for k, v in recon_by_label.items()},
-                                 Path(out_dir) / "reconstructions.png")
-        (Path(out_dir) / "privacy.json").write_text(json.dumps(results, indent=2, default=str))
-    return results
-
-
-def _frames_to_plot(boxes: Sequence[np.ndarray], limit: int = 4) -> list[int]:
+def frames_to_plot(boxes: Sequence[np.ndarray], limit: int = 4) -> list[int]:
     """Up to ``limit`` frame indices, those with the most faces first (then in order)."""
     return sorted(sorted(range(len(boxes)), key=lambda i: -len(boxes[i]))[:limit])
 

@@ -42,26 +42,43 @@ def _check_input(x: torch.Tensor, channels: int, what: str) -> None:
         raise ValueError(f"{what} must be N×{channels}×H×W, got shape {tuple(x.shape)}")
 
 
+PREFILTERS = (1, 2, 4, 8)
+
+
+def _strides(prefilter: int) -> tuple[int, int, int]:
+    """Strides of the three convolutions so that prefilter × strides = 8 (latent 30×40 for 240×320)."""
+    return {1: (2, 2, 2), 2: (2, 2, 1), 4: (2, 1, 1), 8: (1, 1, 1)}[prefilter]
+
+
 class Encoder(nn.Module):
     """``N×3×240×320`` RGB in [0, 1] → latent ``N×16×30×40``.
 
-    Three 3×3 stride-2 convolutions (240, 64, 16 filters); ReLU after the first two, the last is
-    linear so the latent is unbounded.
+    Three 3×3 convolutions (240, 64, 16 filters); ReLU after the first two, the last is linear
+    so the latent is unbounded. With ``prefilter`` 1 (the paper's encoder) all three have
+    stride 2. With ``prefilter`` f > 1 the frame is first averaged over f×f pixel blocks (a fixed
+    low-pass, ``nn.AvgPool2d``) and the strides shrink so the latent keeps its size: the latent is
+    then a function of a (240/f)×(320/f) thumbnail, so no decoder, ours or an attacker's, can
+    recover detail finer than f pixels from it (a face of 20 px keeps 20/f px of information).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, prefilter: int = 1) -> None:
         super().__init__()
+        if prefilter not in PREFILTERS:
+            raise ValueError(f"prefilter must be one of {PREFILTERS}, got {prefilter}")
+        self.prefilter = prefilter
+        self.pool = nn.AvgPool2d(prefilter) if prefilter > 1 else nn.Identity()
+        s1, s2, s3 = _strides(prefilter)
         self.layers = nn.Sequential(
-            nn.Conv2d(3, 240, 3, stride=2, padding=1),
+            nn.Conv2d(3, 240, 3, stride=s1, padding=1),
             nn.ReLU(),
-            nn.Conv2d(240, 64, 3, stride=2, padding=1),
+            nn.Conv2d(240, 64, 3, stride=s2, padding=1),
             nn.ReLU(),
-            nn.Conv2d(64, LATENT_SHAPE[0], 3, stride=2, padding=1),
+            nn.Conv2d(64, LATENT_SHAPE[0], 3, stride=s3, padding=1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, 3, "encoder input")
-        return self.layers(x)
+        return self.layers(self.pool(x))
 
 
 class Decoder(nn.Module):
@@ -93,9 +110,9 @@ class Decoder(nn.Module):
 class Autoencoder(nn.Module):
     """``decoder(encoder(x))``: ``N×3×240×320`` in [0, 1] → same shape in [0, 1]."""
 
-    def __init__(self, *, channels_last: bool = True) -> None:
+    def __init__(self, *, channels_last: bool = True, prefilter: int = 1) -> None:
         super().__init__()
-        self.encoder = Encoder()
+        self.encoder = Encoder(prefilter=prefilter)
         self.decoder = Decoder()
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -105,7 +122,7 @@ class Autoencoder(nn.Module):
 
 
 @register_architecture(ARCHITECTURE)
-def _build_autoencoder(**kwargs: bool) -> Autoencoder:
+def _build_autoencoder(**kwargs: bool | int) -> Autoencoder:
     return Autoencoder(**kwargs)
 
 
@@ -114,9 +131,12 @@ def encoder_id(encoder: nn.Module) -> str:
 
     Hashes, for each state_dict entry in sorted name order, the UTF-8 name followed by the
     tensor's float32 bytes in NCHW-contiguous CPU layout, so the id does not depend on device
-    or memory format. Same weights → same id in any process.
+    or memory format. Same weights → same id in any process. An encoder with a ``prefilter`` other
+    than 1 also hashes ``prefilter=<f>`` first (the paper's encoder keeps the ids it always had).
     """
     digest = hashlib.sha256()
+    if getattr(encoder, "prefilter", 1) != 1:
+        digest.update(f"prefilter={encoder.prefilter}".encode())
     state = encoder.state_dict()
     for name in sorted(state):
         tensor = state[name].detach().to(device="cpu", dtype=torch.float32).contiguous()
@@ -125,22 +145,24 @@ def encoder_id(encoder: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def untrained_autoencoder(seed: int) -> Autoencoder:
+def untrained_autoencoder(seed: int, *, prefilter: int = 1) -> Autoencoder:
     """A randomly initialised autoencoder, identical for the same seed (same torch version).
 
     Built under ``torch.random.fork_rng`` so the caller's global RNG state is left untouched.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Autoencoder()
+        return Autoencoder(prefilter=prefilter)
 
 
-def autoencoder_card(*, trained: bool, provenance: str, **extra: object) -> ModelCard:
+def autoencoder_card(*, trained: bool, provenance: str, prefilter: int = 1, **extra: object) -> ModelCard:
     """Card for ``autoencoder-g22`` weights: 240×320 RGB in [0, 1], no normalisation.
 
+    ``prefilter`` other than 1 goes to the architecture's kwargs (older cards have none: 1);
     ``extra`` goes to ``card.extra`` (e.g. DP ε, δ, training data).
     """
-    return rgb_card(ARCHITECTURE, {}, INPUT_SIZE, trained=trained, provenance=provenance, **extra)
+    kwargs = {"prefilter": prefilter} if prefilter != 1 else {}
+    return rgb_card(ARCHITECTURE, kwargs, INPUT_SIZE, trained=trained, provenance=provenance, **extra)
 
 
 def load_autoencoder(checkpoint: Path | None, *, seed: int = 0) -> tuple[Autoencoder, ModelCard]:

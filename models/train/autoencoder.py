@@ -79,7 +79,7 @@ _OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
 }
 # Fields that must not change between a run and its resumption.
 _RESUME_KEYS = ("data", "split_by", "every_n", "max_frames_per_source", "optimizer", "lr", "batch_size",
-                "noise_multiplier", "target_epsilon", "delta", "max_grad_norm", "accountant", "seed")
+                "noise_multiplier", "target_epsilon", "delta", "max_grad_norm", "accountant", "seed", "prefilter")
 
 
 # --------------------------------------------------------------------------- DP building blocks
@@ -197,6 +197,7 @@ class _Run:
         "best_epoch": 0, "stopped": None})
     epoch: int = 0
     steps: int = 0
+    adversarial: dict[str, Any] | None = None
 
 
 def _loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -283,7 +284,11 @@ def _train(cfg: TrainAutoencoderConfig, device: torch.device, *, progress: bool)
     state = load_resume_state(last_checkpoint_path(cfg.out), resume=cfg.resume, fmt=STATE_FORMAT,
                               config=cfg.model_dump(mode="json"), keys=_RESUME_KEYS, what="training state")
     torch.manual_seed(cfg.seed)
-    model: nn.Module = untrained_autoencoder(cfg.seed).to(run.device)
+    model: nn.Module = untrained_autoencoder(cfg.seed, prefilter=cfg.prefilter).to(run.device)
+    if cfg.adversarial is not None:
+        from models.train.adversarial import load_public
+
+        public = load_public(cfg.adversarial, list(cfg.data))  # fails before training if it overlaps `data`
     train_ds, val_ds = FrameDataset(loaded[0].frames), FrameDataset(loaded[1].frames)
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True)
     if cfg.dp:
@@ -336,6 +341,14 @@ def _train(cfg: TrainAutoencoderConfig, device: torch.device, *, progress: bool)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         atomic_torch_save(_resumable_state(run, model, optimizer, best_state), last_checkpoint_path(cfg.out))
     model.load_state_dict(best_state)
+    if cfg.adversarial is not None:
+        from models.train.adversarial import harden
+
+        # a fresh module: the DP one carries Opacus' per-sample-gradient hooks
+        plain = untrained_autoencoder(cfg.seed, prefilter=cfg.prefilter).to(run.device)
+        plain.load_state_dict(model.state_dict())
+        run.adversarial = harden(plain, public, cfg.adversarial, device=run.device, seed=cfg.seed, progress=progress)
+        model.load_state_dict(plain.state_dict())
     return _finish(run, model)
 
 
@@ -398,10 +411,12 @@ def _finish(run: _Run, model: nn.Module) -> TrainResult:
         accountant_history=[list(h) for h in parts.engine.accountant.history] if parts else None,
         secure_rng=False, seed=cfg.seed, data=data, scale_note=scale_note, encoder_id=encoder_id(model.encoder),
         best_epoch=run.early["best_epoch"], stopped=run.early["stopped"] or "reached the maximum number of epochs",
-        history=run.history)
+        history=run.history, adversarial=run.adversarial)
     dp_txt = f", DP eps={eps:.3g} at delta={run.delta:.3g} ({cfg.accountant})" if eps is not None else ", no DP"
+    hardened = (f", prefilter {cfg.prefilter}" if cfg.prefilter != 1 else "") + (
+        f", adversarial phase of {run.adversarial['steps']} steps on public frames" if run.adversarial else "")
     card = autoencoder_card(trained=True, provenance=f"pvad train autoencoder: {cfg.optimizer}, "
-                            f"{run.epoch} epoch(s){dp_txt}", **extra)
+                            f"{run.epoch} epoch(s){dp_txt}{hardened}", prefilter=cfg.prefilter, **extra)
     metrics = {f"test_{k}": v for k, v in test.items() if k != "loss"}
     metrics.update({k: best[k] for k in ("val_loss", "val_ssim", "val_psnr") if k in best})
     card.metrics.update({k: float(v) for k, v in metrics.items() if math.isfinite(v)})

@@ -17,6 +17,26 @@ OPTIMIZERS = ("adam", "dp-sgd", "dp-adam", "dp-adagrad")
 ACCOUNTANTS = ("rdp", "prv", "gdp")
 
 
+class AdversarialConfig(Section):
+    """The adversarial phase after DP training (models/train/adversarial.py), on public frames only."""
+
+    public: list[Path] = Field(default_factory=list, description="folders/files of public frames (none of `data`)")
+    scikit_image: bool = Field(True, description="also scikit-image's bundled photos")
+    every_n: int = Field(3, ge=1)
+    max_frames_per_source: int = Field(300, ge=1)
+    steps: int = Field(300, ge=1, description="encoder-decoder steps (after the warm-up)")
+    warmup: int = Field(50, ge=0, description="adversary-only steps first, so the encoder meets a real adversary")
+    weight: float = Field(1.0, ge=0.0, description="privacy weight: loss = utility − weight × adversary's detail error")
+    utility_sigma: float = Field(3.0, gt=0.0, le=32.0,
+                                 description="Gaussian sigma (px) of the low-passed frame our decoder must rebuild")
+    lr: float = Field(1e-4, gt=0.0, description="Adam lr of encoder and decoder")
+    adversary_lr: float = Field(1e-3, gt=0.0)
+    adversary_width: int = Field(48, ge=8, description="the adversary's InversionDecoder width (multiple of 8)")
+    adversary_blocks: int = Field(2, ge=0, le=32)
+    adversary_steps: int = Field(1, ge=1, le=16, description="adversary steps per encoder-decoder step")
+    batch_size: int = Field(8, ge=1, le=1024)
+
+
 class TrainAutoencoderConfig(Section):
     """Train the frame autoencoder with Adam (no DP) or an Opacus DP optimizer."""
 
@@ -46,6 +66,11 @@ class TrainAutoencoderConfig(Section):
     max_grad_norm: float = Field(1.0, gt=0.0, description="per-frame gradient clipping bound (L2)")
     accountant: str = Field("rdp", description="privacy accountant: rdp, prv or gdp")
     seed: int = Field(0, description="seeds weights, split, sampling and noise")
+    prefilter: Literal[1, 2, 4, 8] = Field(
+        1, description="the encoder averages f×f pixel blocks first (models.nets.autoencoder.Encoder): 1 = the paper's "
+        "encoder; 4 keeps no detail under 4 px in the latent, whatever decoder reads it")
+    adversarial: AdversarialConfig | None = Field(
+        None, description="after DP training, harden the encoder against an inversion adversary on public frames")
     out: Path = Field(description="final checkpoint; `<stem>.last.pt` beside it holds the resumable state")
     resume: bool = Field(False, description="continue from `<stem>.last.pt` when it exists")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; null = torch's default")

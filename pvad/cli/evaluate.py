@@ -120,17 +120,30 @@ def _cmd_eval_ablation(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_privacy(args: argparse.Namespace) -> int:
-    from models.eval.privacy import evaluate_privacy
+    from models.eval.privacy_report import evaluate_privacy
     from pvad.config import SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER
 
     if args.checkpoint:
         checkpoints = [None if c == "untrained" else Path(c) for c in args.checkpoint]
     else:
         checkpoints = [p for p in (SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER) if p.is_file()]
-    result = evaluate_privacy(checkpoints, [Path(f) for f in args.files], attack=not args.no_attack,
+    attack = "none" if args.no_attack else args.attack
+    whitebox = None
+    if attack == "whitebox":
+        from models.eval.whitebox_config import WhiteboxAttackConfig
+        from pvad.config import load_config, validate_config
+
+        overrides = {k: v for k, v in (("steps", args.attack_steps), ("seconds", args.attack_seconds)) if v is not None}
+        base = load_config(args.attack_config, "attack-whitebox").model_dump() if args.attack_config else {}
+        whitebox = validate_config({**base, **overrides}, WhiteboxAttackConfig,
+                                   origin=args.attack_config or "--attack-steps/--attack-seconds")
+    elif args.attack_config or args.attack_steps is not None or args.attack_seconds is not None:
+        raise ConfigError("--attack-config, --attack-steps and --attack-seconds are for --attack whitebox")
+    result = evaluate_privacy(checkpoints, [Path(f) for f in args.files], attack=attack,
                               out_dir=Path(args.out) if args.out else None, seed=args.seed,
-                              attack_epochs=args.attack_epochs,
-                              latent_noise=tuple(args.latent_noise) if args.latent_noise else None)
+                              attack_epochs=args.attack_epochs, whitebox=whitebox,
+                              latent_noise=tuple(args.latent_noise) if args.latent_noise else None,
+                              progress=not args.no_progress)
     if args.json:
         print(json.dumps(result, default=str), flush=True)
     else:
@@ -139,7 +152,9 @@ def _cmd_eval_privacy(args: argparse.Namespace) -> int:
             print(f"{label:12s} SSIM {r['ssim']:.3f}  PSNR {r['psnr']:.2f} dB  MSE {r['mse']:.4f}  "
                   f"faces {r['faces_before']['total']} -> {r['faces_after']['total']}  reid_top1 {r['reid_top1']}  "
                   f"eps {r['epsilon']} at delta {r['delta']}"
-                  + (f"  attacker SSIM {att.get('attack_ssim', float('nan')):.3f}" if att else ""))
+                  + (f"  attacker SSIM {att.get('attack_ssim', float('nan')):.3f}" if att else "")
+                  + (f"  attacker faces {att['attack_faces_after']['total']}  attacker reid_top1 {att.get('attack_reid_top1')}"
+                     if att and "attack_faces_after" in att and isinstance(att["attack_faces_after"], dict) else ""))
         if args.out:
             print(f"plots and privacy.json in {args.out}")
     return 0
@@ -167,8 +182,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("files", nargs="+", help="images and/or videos")
     e.add_argument("--checkpoint", action="append",
                    help="autoencoder checkpoint, or 'untrained' (repeatable; default: every shipped pair)")
-    e.add_argument("--no-attack", action="store_true", help="skip the interception attack (the slow part)")
-    e.add_argument("--attack-epochs", type=int, default=3)
+    e.add_argument("--attack", choices=("quick", "whitebox", "none"), default="quick",
+                   help="quick: a small decoder of our design on 64 public frames; whitebox: the attacker holds the "
+                   "encoder and trains a larger decoder on every public frame (models/eval/whitebox.py, cached)")
+    e.add_argument("--no-attack", action="store_true", help="same as --attack none")
+    e.add_argument("--attack-epochs", type=int, default=3, help="epochs of the quick attack")
+    e.add_argument("--attack-config", help="YAML of the white-box attack (e.g. configs/attack-whitebox-gpu.yaml)")
+    e.add_argument("--attack-steps", type=int, help="white-box attack: training steps at most (overrides the config)")
+    e.add_argument("--attack-seconds", type=float, help="white-box attack: training seconds at most (overrides the config)")
+    e.add_argument("--no-progress", action="store_true")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--latent-noise", nargs=3, type=float, metavar=("CLIP", "SIGMA", "DELTA"),
                    help="also evaluate each model with the camera's inference-time latent noise")

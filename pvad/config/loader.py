@@ -23,6 +23,7 @@ KINDS: dict[str, type[BaseModel] | str] = {
     "train-autoencoder": "models.train.autoencoder_config:TrainAutoencoderConfig",
     "train-anonymizer": "models.train.anonymizer:TrainAnonymizerConfig",
     "train-classifier": "models.train.classifier_config:TrainClassifierConfig",
+    "attack-whitebox": "models.eval.whitebox_config:WhiteboxAttackConfig",
 }
 
 
