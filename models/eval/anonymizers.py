@@ -60,6 +60,7 @@ from pvad.errors import ModelLoadError
 logger = logging.getLogger(__name__)
 
 LA3D_BASELINES = {"blur:person": "blur", "pixelate:person": "pixelate"}
+HARDENED = "dp-encoder:hardened"  # the dp-encoder with the hardened DP pair (configs/train-autoencoder-hardened.yaml)
 # adaptive mode -> the plain mode on person boxes its overhead is stated against
 ADAPTIVE_PLAIN = {
     "adaptive-blur": "blur:person", "adaptive-full-blur": "blur:person", "adaptive-max-blur": "blur:person",
@@ -81,20 +82,33 @@ def config_classes() -> dict[str, type]:
 
 def default_mode_configs(modes: Sequence[str] | None = None) -> dict[str, Any]:
     """Key -> config of each mode to evaluate: every registered anonymizer with its defaults, plus
-    the LA3D baselines `blur:person` (kernel 13, sigma 10) and `pixelate:person` (block 4) when
-    `blur`/`pixelate` are evaluated. A mode whose config cannot be built maps to the error text."""
+    the LA3D baselines `blur:person` (kernel 13, sigma 10) and `pixelate:person` (block 4), and
+    `dp-encoder:hardened` (the hardened DP pair, when its checkpoint is there). A mode whose config
+    cannot be built maps to the error text."""
     from camera_client.anonymize import list_anonymizers
-    from pvad.config import BlurAnonymizer, PixelateAnonymizer
+    from pvad.config import (
+        SHIPPED_HARDENED_AUTOENCODER,
+        BlurAnonymizer,
+        DpEncoderAnonymizer,
+        PixelateAnonymizer,
+    )
 
     classes = config_classes()
     registered = list_anonymizers()
-    wanted = list(modes) if modes else [*registered, *LA3D_BASELINES]
-    unknown = [m for m in wanted if m not in registered and m not in LA3D_BASELINES]
+    extra = [*LA3D_BASELINES, HARDENED]
+    default_extra = [*LA3D_BASELINES, *([HARDENED] if SHIPPED_HARDENED_AUTOENCODER.is_file() else [])]
+    wanted = list(modes) if modes else [*registered, *default_extra]
+    unknown = [m for m in wanted if m not in registered and m not in extra]
     if unknown:
-        raise ValueError(f"unknown anonymizer(s) {unknown}; known: {', '.join([*registered, *LA3D_BASELINES])}")
+        raise ValueError(f"unknown anonymizer(s) {unknown}; known: {', '.join([*registered, *extra])}")
     out: dict[str, Any] = {}
     for name in wanted:
-        if name == "blur:person":
+        if name == HARDENED:
+            out[name] = (DpEncoderAnonymizer(checkpoint=SHIPPED_HARDENED_AUTOENCODER)
+                         if SHIPPED_HARDENED_AUTOENCODER.is_file() else
+                         f"no hardened pair at {SHIPPED_HARDENED_AUTOENCODER}: make it with `pvad train autoencoder "
+                         "--config configs/train-autoencoder-hardened.yaml`")
+        elif name == "blur:person":
             out[name] = BlurAnonymizer(region="person", kernel=13, sigma=10.0)
         elif name == "pixelate:person":
             out[name] = PixelateAnonymizer(region="person", block=4)
@@ -192,11 +206,11 @@ class ServerView:
     def _load_decoders(self) -> dict[str, Any]:
         if self._decoders is None:
             from models.nets.autoencoder import encoder_id, load_autoencoder
-            from pvad.config import SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER
+            from pvad.config import SHIPPED_WEIGHTS
 
             self._decoders = {}
-            for path in (SHIPPED_DP_AUTOENCODER, SHIPPED_AUTOENCODER):
-                if path.is_file():
+            for path in sorted(SHIPPED_WEIGHTS.glob("autoencoder*.pt")):
+                if not path.name.endswith(".last.pt"):
                     ae, _ = load_autoencoder(path)
                     self._decoders[encoder_id(ae.encoder)] = ae.decoder.eval()
         return self._decoders

@@ -144,6 +144,9 @@ def _result(video: FrameVideo, results: list, threshold: float) -> VideoResult:
 
 
 def pooled_auc(videos: Sequence[VideoResult], mode: str, fusion: str = "max") -> float:
+    """Frame-level AUC over the frames of ``videos`` pooled; NaN when there are none or one class only."""
+    if not videos:
+        return math.nan
     truth = np.concatenate([v.truth for v in videos])
     if truth.min() == truth.max():
         return math.nan

@@ -38,7 +38,11 @@ from tqdm import tqdm
 
 from models.checkpoint import atomic_torch_save
 from models.data.augment import augment
-from models.data.public import default_public_sources, skimage_photos
+from models.data.public import (
+    default_public_sources,
+    skimage_photos,
+    thin_frame_folders,
+)
 from models.eval.faces import FaceDetector, FaceEmbedder
 from models.eval.privacy import (
     Frames,
@@ -149,13 +153,7 @@ def public_pool(cfg: WhiteboxAttackConfig, *, exclude: Sequence[Path] = ()) -> t
     banned_hashes = {_sha256(p) for p in banned_paths if p.is_file() and p.stat().st_size < 256 * 2**20}
     sources = [s for s in collect_sources(list(roots)) if s.path.resolve() not in banned_paths
                and not (s.path.stat().st_size < 256 * 2**20 and _sha256(s.path) in banned_hashes)]
-    by_folder: dict[Path, list] = {}
-    for s in sources:
-        if s.kind == "image":
-            by_folder.setdefault(s.path.parent, []).append(s)
-    big = {folder for folder, group in by_folder.items() if len(group) > 20}
-    thinned = {id(s) for folder in big for s in by_folder[folder][cfg.every_n - 1::cfg.every_n]}
-    keep = [s for s in sources if s.kind == "video" or s.path.parent not in big or id(s) in thinned]
+    keep, big = thin_frame_folders(sources, cfg.every_n)
     counts: dict[str, int] = {}
     chunks: list[np.ndarray] = []
     if keep:

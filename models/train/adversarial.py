@@ -35,7 +35,7 @@ from torchvision.transforms.functional import gaussian_blur
 from tqdm import tqdm
 
 from models.data.augment import augment
-from models.data.public import skimage_photos
+from models.data.public import skimage_photos, thin_frame_folders
 from models.nets.autoencoder import Autoencoder
 from models.nets.inversion import InversionDecoder
 from models.train.autoencoder_config import AdversarialConfig
@@ -97,6 +97,7 @@ def load_public(cfg: AdversarialConfig, private: list[Path]) -> np.ndarray:
     if shared:
         raise ConfigError(f"adversarial.public: {', '.join(shared[:3])} also in `data` (the DP training frames); "
                           "the adversarial phase must see public frames only, or ε no longer holds")
+    sources, _ = thin_frame_folders(sources, cfg.every_n)
     chunks = [read_frames(sources, every_n=cfg.every_n, max_frames_per_source=cfg.max_frames_per_source).frames] \
         if sources else []
     if cfg.scikit_image:

@@ -130,13 +130,7 @@ def _cmd_eval_privacy(args: argparse.Namespace) -> int:
     attack = "none" if args.no_attack else args.attack
     whitebox = None
     if attack == "whitebox":
-        from models.eval.whitebox_config import WhiteboxAttackConfig
-        from pvad.config import load_config, validate_config
-
-        overrides = {k: v for k, v in (("steps", args.attack_steps), ("seconds", args.attack_seconds)) if v is not None}
-        base = load_config(args.attack_config, "attack-whitebox").model_dump() if args.attack_config else {}
-        whitebox = validate_config({**base, **overrides}, WhiteboxAttackConfig,
-                                   origin=args.attack_config or "--attack-steps/--attack-seconds")
+        whitebox = _whitebox_config(args)
     elif args.attack_config or args.attack_steps is not None or args.attack_seconds is not None:
         raise ConfigError("--attack-config, --attack-steps and --attack-seconds are for --attack whitebox")
     result = evaluate_privacy(checkpoints, [Path(f) for f in args.files], attack=attack,
@@ -175,6 +169,37 @@ def _cmd_eval_anonymizers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whitebox_config(args: argparse.Namespace):
+    """The white-box attack's config from --attack-config/--attack-steps/--attack-seconds."""
+    from models.eval.whitebox_config import WhiteboxAttackConfig
+    from pvad.config import load_config, validate_config
+
+    overrides = {k: v for k, v in (("steps", args.attack_steps), ("seconds", args.attack_seconds)) if v is not None}
+    base = load_config(args.attack_config, "attack-whitebox").model_dump() if args.attack_config else {}
+    return validate_config({**base, **overrides}, WhiteboxAttackConfig,
+                           origin=args.attack_config or "--attack-steps/--attack-seconds")
+
+
+def _cmd_eval_tradeoff(args: argparse.Namespace) -> int:
+    from models.data.oneclass import is_oneclass_dataset
+    from models.eval.tradeoff import evaluate_tradeoff, markdown_table
+
+    if not is_oneclass_dataset(Path(args.data)):
+        raise ConfigError(f"--data {args.data}: not a one-class dataset (Ped2/Avenue/ShanghaiTech layout)")
+    if not args.whitebox and (args.attack_config or args.attack_steps is not None or args.attack_seconds is not None):
+        raise ConfigError("--attack-config, --attack-steps and --attack-seconds need --whitebox")
+    result = evaluate_tradeoff(Path(args.data), [Path(f) for f in args.files], modes=args.modes,
+                               whitebox=_whitebox_config(args) if args.whitebox else None, out_dir=Path(args.out),
+                               every_n=args.every_n, max_frames_per_video=args.max_frames_per_video,
+                               progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(result, default=str), flush=True)
+    else:
+        print(markdown_table(result))
+        print(f"\ntradeoff.json, tradeoff.md and tradeoff.png in {args.out}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("eval", help="evaluations")
     esub = c.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
@@ -197,6 +222,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", help="directory for privacy.json and the plots")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_cmd_eval_privacy)
+    e = esub.add_parser("tradeoff", help="one privacy-utility table: Ped2 AUC, faces, re-id, white-box attacker, "
+                        "bytes and ms for every camera anonymizer")
+    e.add_argument("files", nargs="+", help="face photos and/or clips for the privacy columns (e.g. "
+                   "../shared/data/la3d/vispr ../shared/data/intel_sample_videos/face-demographics-walking.gif)")
+    e.add_argument("--data", required=True, help="one-class dataset for the AUC column (e.g. ../shared/data/ucsd_ped2)")
+    e.add_argument("--modes", nargs="+", help="anonymizers (default: models.eval.tradeoff.DEFAULT_MODES)")
+    e.add_argument("--whitebox", action="store_true", help="run (or reuse from its cache) the white-box attacker "
+                   "against every latent-sending encoder")
+    e.add_argument("--attack-config", help="YAML of the white-box attack")
+    e.add_argument("--attack-steps", type=int)
+    e.add_argument("--attack-seconds", type=float)
+    e.add_argument("--every-n", type=int, default=10, help="every n-th frame of a clip for the privacy columns")
+    e.add_argument("--max-frames-per-video", type=int, default=8)
+    e.add_argument("--out", default="runs/tradeoff")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=_cmd_eval_tradeoff)
     e = esub.add_parser("anonymizers", help="every camera anonymizer: ms/frame, memory, bytes, person AP, faces, SSIM/NMI")
     e.add_argument("files", nargs="+", help="images and/or videos (sampled frames)")
     e.add_argument("--modes", nargs="+", help="anonymizers to evaluate (default: every registered one + "

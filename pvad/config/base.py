@@ -20,6 +20,9 @@ SHIPPED_AUTOENCODER = SHIPPED_WEIGHTS / "autoencoder-adam.pt"
 SHIPPED_CLASSIFIER = SHIPPED_WEIGHTS / "classifier-synth.pt"
 # The DP pair's encoder exported by `pvad export --format onnx` (for cameras without PyTorch).
 SHIPPED_DP_ENCODER_ONNX = SHIPPED_WEIGHTS / "autoencoder-dp-adagrad.encoder.onnx"
+# The hardened DP pair (configs/train-autoencoder-hardened.yaml): prefilter 4 and an adversarial
+# phase against inversion on public frames; `pvad eval tradeoff` compares it with the others.
+SHIPPED_HARDENED_AUTOENCODER = SHIPPED_WEIGHTS / "autoencoder-dp-hardened.pt"
 # The learned (adversarially trained) anonymizer, made by `pvad train anonymizer` (configs/train-anonymizer.yaml).
 SHIPPED_LEARNED_ANONYMIZER = SHIPPED_WEIGHTS / "anonymizer-learned.pt"
 
