@@ -78,7 +78,9 @@ def evaluate_tradeoff(data: Path, face_files: Sequence[Path], *, modes: Sequence
             wb = evaluate_whitebox(load_target(cfg.checkpoint), frames, [], whitebox, detectors=detectors,
                                    embedder=embedder, exclude=[s.path for s in sources], out_dir=out_dir,
                                    progress=progress, before=before)
-            row.update(attack_ssim=wb["attack_ssim"], attack_faces_after=wb["attack_faces_after"]["total"],
+            attacked = wb["attack_faces_after"]["total"]
+            row.update(attack_ssim=wb["attack_ssim"], attack_faces_after=attacked,
+                       attack_faces_share=attacked / row["faces_before"] if row["faces_before"] else None,
                        attack_reid_top1=wb["attack_reid_top1"], attack_budget=wb["budget"])
         rows[key] = row
         logger.info("tradeoff %s: %s", key, {k: v for k, v in row.items() if not isinstance(v, (dict, list))})
@@ -120,27 +122,30 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def plot_tradeoff(rows: dict[str, dict[str, Any]], path: Path) -> Path:
-    """Ped2 AUC (utility) against faces found / faces in the originals (privacy leak); red crosses:
-    what the white-box attacker's reconstructions give away."""
+    """Ped2 AUC (utility) against two leaks: faces found / faces in the originals (left) and SSIM of
+    what the server sees to the original (right). Red crosses: the white-box attacker's
+    reconstructions of a latent-sending encoder, joined to the encoder's own point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for key, r in rows.items():
-        if "error" in r or r.get("faces_before") in (None, 0):
-            continue
-        x = r["faces_found_share"]
-        ax.scatter(x, r["auc"], s=40, marker="s" if r.get("payload") == "latent" else "o")
-        ax.annotate(key, (x, r["auc"]), fontsize=8, xytext=(4, 3), textcoords="offset points")
-        if r.get("attack_faces_after") is not None:
-            xa = min(1.0, r["attack_faces_after"] / r["faces_before"])
-            ax.scatter(xa, r["auc"], s=40, marker="x", color="red")
-            ax.annotate(f"{key} (white-box attacker)", (xa, r["auc"]), fontsize=7, color="red", xytext=(4, -9),
-                        textcoords="offset points")
-    ax.set_xlabel("faces found in what the server sees / faces in the originals (lower = more private)")
-    ax.set_ylabel("Ped2 frame AUC through the anonymizer")
-    ax.grid(alpha=0.3)
-    ax.set_title("privacy–utility trade-off of the camera anonymizers")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    panels = (("faces_found_share", "attack_faces_share",
+               "faces found in what the server sees / faces in the originals"),
+              ("ssim", "attack_ssim", "SSIM of what the server sees to the original"))
+    for ax, (key, attack_key, label) in zip(axes, panels):
+        for mode, r in rows.items():
+            if "error" in r or r.get(key) is None:
+                continue
+            ax.scatter(r[key], r["auc"], s=40, marker="s" if r.get("payload") == "latent" else "o")
+            ax.annotate(mode, (r[key], r["auc"]), fontsize=8, xytext=(4, 3), textcoords="offset points")
+            attack = r.get(attack_key)
+            if attack is not None:
+                ax.plot([r[key], attack], [r["auc"], r["auc"]], color="red", lw=0.8, alpha=0.6)
+                ax.scatter(attack, r["auc"], s=50, marker="x", color="red")
+        ax.set_xlabel(f"{label}\n(lower = more private; red ×: white-box attacker)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Ped2 frame AUC through the anonymizer")
+    fig.suptitle("privacy–utility trade-off of the camera anonymizers")
     return save_figure(fig, path, plt)

@@ -9,14 +9,14 @@ from pydantic import Field
 
 from pvad.config.analysis import AnalysisConfig
 from pvad.config.anonymizers import AnonymizerName
-from pvad.config.base import SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER, Section
+from pvad.config.base import SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER, SHIPPED_HARDENED_AUTOENCODER, Section
 from pvad.config.scoring import ScoringConfig
 from pvad.config.tls import ServerTLS
 
 
 class DecoderConfig(Section):
     checkpoints: list[Path] = Field(
-        default_factory=lambda: [SHIPPED_DP_AUTOENCODER, SHIPPED_AUTOENCODER],
+        default_factory=lambda: [SHIPPED_DP_AUTOENCODER, SHIPPED_HARDENED_AUTOENCODER, SHIPPED_AUTOENCODER],
         description="autoencoder checkpoints whose decoders this server holds (default: the shipped pairs)",
     )
     untrained_seeds: list[int] = Field(
