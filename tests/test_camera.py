@@ -114,7 +114,7 @@ def test_bench_edge_reports_every_stage_and_anonymizer():
 
     r = bench_edge(BIKES, frames=4)
     assert r["frames"] == 4 and r["capture_ms"] > 0 and r["resize_ms"] > 0
-    extra = {"dp-encoder-u8-zstd", "dp-encoder-u8-zstd-delta", "blur:person", "pixelate:person"}
+    extra = {"dp-encoder-u8-zstd", "dp-encoder-u8-zstd-delta", "blur:person", "pixelate:person", "dp-encoder:hardened"}
     assert set(list_anonymizers()) | extra == set(r["anonymizers"])
     dp, u8z = r["anonymizers"]["dp-encoder"], r["anonymizers"]["dp-encoder-u8-zstd"]
     assert dp["bytes_per_frame"] > 16 * 30 * 40 * 2 and u8z["bytes_per_frame"] < 16 * 30 * 40

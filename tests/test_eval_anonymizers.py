@@ -8,6 +8,7 @@ import pytest
 
 from camera_client.anonymize import list_anonymizers
 from models.eval.anonymizers import (
+    HARDENED,
     LA3D_BASELINES,
     average_precision,
     default_mode_configs,
@@ -42,9 +43,17 @@ def test_nmi_range():
     assert nmi(a, (rng.random((60, 80, 3)) * 255).astype(np.uint8)) < 1.1
 
 
+def default_modes() -> set[str]:
+    """Every registered anonymizer, the LA3D baselines and the hardened DP pair when it ships."""
+    from pvad.config import SHIPPED_HARDENED_AUTOENCODER
+
+    return set(list_anonymizers()) | set(LA3D_BASELINES) | ({HARDENED} if SHIPPED_HARDENED_AUTOENCODER.is_file() else set())
+
+
 def test_default_modes_are_every_registered_one_plus_baselines():
     configs = default_mode_configs()
-    assert set(configs) == set(list_anonymizers()) | set(LA3D_BASELINES)
+    assert set(configs) == default_modes()
+    assert configs[HARDENED].checkpoint.name == "autoencoder-dp-hardened.pt"
     with pytest.raises(ValueError, match="known: .*adaptive-blur"):
         default_mode_configs(["nope"])
 
@@ -75,8 +84,8 @@ def test_eval_command_json_has_every_mode(tiny_set, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["meta"]["frames"] == 2  # 1 image + 1 clip frame
     modes = result["modes"]
-    assert set(modes) == set(list_anonymizers()) | set(LA3D_BASELINES)
-    ours = ["none", "dp-encoder", "blur:person", "pixelate:person", *[m for m in modes if m in (
+    assert set(modes) == default_modes()
+    ours = ["none", "dp-encoder", HARDENED, "blur:person", "pixelate:person", *[m for m in modes if m in (
         "blur", "pixelate", "mask", "edge", "adaptive-blur", "adaptive-full-blur", "adaptive-max-blur",
         "adaptive-pixelate", "adaptive-max-pixelate")]]
     for m in ours:

@@ -103,3 +103,42 @@ def run_demo_sync(coro):
     import asyncio
 
     return asyncio.run(coro)
+
+
+def test_the_hardened_prefilter_encoder_exports_to_onnx_with_its_id(tmp_path):
+    """AvgPool prefilter included: same latents as PyTorch, and the id that the server's decoder carries."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from camera_client.anonymize.exported import ExportedEncoder
+    from models.eval.whitebox import load_target
+    from models.export import export_encoder
+    from models.nets.autoencoder import encoder_id, load_autoencoder
+    from pvad.config import SHIPPED_HARDENED_AUTOENCODER
+
+    out = tmp_path / "hardened.onnx"
+    r = export_encoder(SHIPPED_HARDENED_AUTOENCODER, fmt="onnx", out=out, frames=FRAMES[:2])
+    assert r["max_abs_diff"] < 1e-4
+    model, card = load_autoencoder(SHIPPED_HARDENED_AUTOENCODER)
+    assert card.arch_kwargs == {"prefilter": 4} and ExportedEncoder(out).encoder_id == encoder_id(model.encoder)
+    assert load_target(out).decoder is not None  # the white-box attack finds its shipped decoder by id
+
+
+def test_an_encoder_whose_latent_the_decoder_cannot_take_is_named(tmp_path):
+    import torch
+
+    from models.eval.whitebox import load_target
+
+    # a stand-in exported file: an ONNX encoder with a card whose latent is 16×60×80
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    conv = torch.nn.Conv2d(3, 16, 3, stride=4, padding=1).eval()
+    path = tmp_path / "wrong.onnx"
+    torch.onnx.export(conv, torch.zeros(1, 3, 240, 320), str(path), input_names=["frame"], output_names=["latent"],
+                      dynamic_axes={"frame": {0: "n"}, "latent": {0: "n"}}, dynamo=False)
+    proto = onnx.load(str(path))
+    for key, value in (("pvad_card", '{"architecture": "autoencoder-g22", "trained": true}'), ("pvad_encoder_id", "x")):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelLoadError, match=r"wrong.onnx: its latent is \(16, 60, 80\), the decoder takes \(16, 30, 40\)"):
+        load_target(path, decoder_search=[])
