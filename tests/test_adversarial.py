@@ -4,8 +4,6 @@ tiny DP run with prefilter and adversarial phase writes a card that says both an
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch

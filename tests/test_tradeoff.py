@@ -8,9 +8,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, needs_shared
 from scipy.io import savemat
 
-from conftest import SHARED_DATA, needs_shared
 from pvad.cli import main
 
 PED2 = SHARED_DATA / "ucsd_ped2"
@@ -23,7 +23,7 @@ def mini_ped2(root):
     04 (0-59, anomalous from 31), as a Ped2-layout dataset with its ped2.mat."""
     for v in ("01", "02"):
         shutil.copytree(PED2 / "training" / "frames" / v, root / "training" / "frames" / v)
-    cuts = {"01": range(30, 90), "04": range(0, 60)}
+    cuts = {"01": range(30, 90), "04": range(60)}
     gt = np.empty((1, 2), dtype=object)
     for i, (v, frames) in enumerate(cuts.items()):
         dst = root / "testing" / "frames" / v

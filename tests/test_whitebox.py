@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from models.checkpoint import save_checkpoint
 from models.data.public import skimage_photos
 from models.eval.privacy import _to_tensor, quality
 from models.eval.whitebox import invert, load_target, public_pool, train_attacker
 from models.eval.whitebox_config import WhiteboxAttackConfig
 from models.nets.autoencoder import autoencoder_card, untrained_autoencoder
 from models.nets.inversion import InversionDecoder
-from models.checkpoint import save_checkpoint
 from pvad.config import validate_config
 from pvad.errors import ConfigError, ModelLoadError
 
