@@ -17,4 +17,5 @@ def test_bench_e2e_measures_capture_to_score_latency(tmp_path):
     lat = r["latency_ms"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"] < 10_000
     assert r["frames_acked"] <= r["frames_captured"] and r["frames_acked"] > 0
+    assert r["frames_lost"] == 0
     assert 0 < r["throughput_fps"] <= 2 * r["offered_fps"]

@@ -124,7 +124,7 @@ async def bench_e2e(workdir: Path, *, source: Path, cameras: int = 4, fps: float
             if p.poll() is None:
                 p.kill()
         server.terminate()
-    reports = [json.loads(p.stdout.read().strip().splitlines()[-1]) for p in procs if p.stdout and p.returncode == 0]
+    reports = [r for r in (_report(p) for p in procs) if r is not None]  # a camera that lost frames exits 1
     window = [(c, a) for c, a in arrivals if c >= counted_from]
     lat = [(a - c) / 1e6 for c, a in window]
     span = (max(a for _, a in window) - min(c for c, _ in window)) / 1e9 if window else float("nan")
@@ -143,6 +143,16 @@ async def bench_e2e(workdir: Path, *, source: Path, cameras: int = 4, fps: float
         "frames_captured": sum(r["frames_captured"] for r in reports),
         "frames_acked": sum(r["frames_acked"] for r in reports),
         "frames_dropped_by_buffer": sum(r["frames_dropped"] for r in reports),
+        "frames_lost": sum(r["frames_lost"] for r in reports) if len(reports) == cameras else None,
         "camera_reports": len(reports),
         "server_crashes": server.crashes,
     }
+
+
+def _report(proc) -> dict | None:
+    """A camera process's final JSON line (``pvad camera --json``), or None when it printed none."""
+    lines = proc.stdout.read().strip().splitlines() if proc.stdout else []
+    try:
+        return json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        return None
