@@ -3,9 +3,10 @@ camera's normality model -> σ_t (the two fused by ``analysis.normality.fusion``
 
 `Analyzer` owns the networks and runs one batch synchronously, on its one worker thread (`executor`).
 `Batcher` collects frames from any number of camera streams into batches of at most
-`max_batch`, waiting at most `max_wait_ms` for a batch to fill. Frames of one camera never share
-a batch: each stream awaits its frame's result before submitting the next (flow and SAS are
-per-camera and ordered).
+`max_batch`, waiting at most `max_wait_ms` for a batch to fill. A camera may have several frames
+queued (``analysis.batching.max_in_flight_per_camera``), but a batch takes at most one frame of
+each camera, the earliest, and batches run one after another: frame n+1 of a camera always sees
+the flow, background and normality state that frame n left (they are per-camera and ordered).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -347,6 +348,7 @@ class Batcher:
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._held: deque[_Job] = deque()  # frames of a camera already in the batch being collected
         self._task: asyncio.Task | None = None
         self.batches = 0
         self.observe = None  # ServerMetrics, set by the service
@@ -355,22 +357,50 @@ class Batcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pvad-batcher")
 
     async def stop(self) -> None:
+        """Stop; frames still queued are cancelled (their streams ack nothing for them)."""
         await cancel_and_wait(self._task)
+        while not self._queue.empty():
+            self._held.append(self._queue.get_nowait())
+        for job in self._held:
+            job.future.cancel()
+        self._held.clear()
 
     async def submit(self, state: CameraFlow, payload: Payload) -> FrameResult:
+        return await self.enqueue(state, payload)
+
+    def enqueue(self, state: CameraFlow, payload: Payload) -> asyncio.Future:
+        """Queue one frame of ``state``'s camera; the future resolves to its ``FrameResult`` after
+        every earlier frame of the same camera has been analysed."""
         fut = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(state, payload, fut))
-        return await fut
+        self._queue.put_nowait(_Job(state, payload, fut))
+        return fut
+
+    def _take(self, job: _Job, jobs: list[_Job]) -> None:
+        """Into the batch, unless the batch holds a frame of that camera: then it waits its turn."""
+        if any(j.state is job.state for j in jobs) or any(h.state is job.state for h in self._held):
+            self._held.append(job)
+        else:
+            jobs.append(job)
 
     async def _collect(self) -> list[_Job]:
-        jobs = [await self._queue.get()]
+        jobs: list[_Job] = []
+        held, self._held = self._held, deque()
+        for job in held:  # frames that waited for their camera's previous one, in arrival order
+            if len(jobs) < self.max_batch:
+                self._take(job, jobs)
+            else:
+                self._held.append(job)
+        if not jobs:
+            self._take(await self._queue.get(), jobs)
+            while not jobs:  # only more frames of held cameras so far
+                self._take(await self._queue.get(), jobs)
         deadline = time.monotonic() + self.max_wait
         while len(jobs) < self.max_batch:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             try:
-                jobs.append(await asyncio.wait_for(self._queue.get(), remaining))
+                self._take(await asyncio.wait_for(self._queue.get(), remaining), jobs)
             except asyncio.TimeoutError:
                 break
         return jobs

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,6 +26,7 @@ from analysis_server.normality import NormalityModel, Phase
 from analysis_server.pipeline import Analyzer, Batcher
 from analysis_server.scoring import SigmoidalAnomalyScore
 from analysis_server.validate import parse_frame
+from pvad.aio import cancel_and_wait
 from pvad.certs import (
     CertPaths,
     identity_from_common_name,
@@ -63,9 +64,18 @@ class CameraState:
 
     sas: SigmoidalAnomalyScore
     flow: CameraFlow
-    last_seq: int = -1
-    lock: asyncio.Lock | None = None
+    last_seq: int = -1  # the last COMMITTED frame (what the duplicate rule and a restart go by)
+    lock: asyncio.Lock | None = None  # admission of frames, relearning
     learn_session: str | None = None  # the `pvad learn` session whose frames this camera is learning from
+    window: asyncio.Semaphore | None = None  # frames admitted and not yet committed, at most max_in_flight_per_camera
+    submitted_seq: int = -1  # the last frame admitted (in analysis or waiting for it)
+    pending: dict[int, asyncio.Task] = field(default_factory=dict)  # seq -> its commit task
+    tail: asyncio.Task | None = None  # the latest commit task: the next one waits for it
+
+    async def idle(self) -> None:
+        """Until every admitted frame of this camera is committed (or failed)."""
+        while self.tail is not None and not self.tail.done():
+            await asyncio.wait([self.tail])
 
 
 class Counters:
@@ -115,66 +125,127 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         st = self.cameras.get(camera_id)
         if st is None:
             flow = self.analyzer.new_camera_flow(camera_id, self._normality_model(camera_id))
-            st = CameraState(SigmoidalAnomalyScore(self.cfg.scoring), flow, lock=asyncio.Lock())
+            st = CameraState(SigmoidalAnomalyScore(self.cfg.scoring), flow, lock=asyncio.Lock(),
+                             window=asyncio.Semaphore(self.cfg.analysis.batching.max_in_flight_per_camera))
             saved = self.hub.log.load_camera(camera_id)
             if saved is not None:  # restart rule: see analysis_server.alarms.SavedCamera
                 st.last_seq, st.sas.x, st.sas.alarm = saved.last_seq, saved.accumulator, saved.alarm
+                st.submitted_seq = saved.last_seq
                 log.info("camera %s: state restored (last seq %d, alarm %s)", camera_id, saved.last_seq, saved.alarm)
             else:
                 log.info("camera %s: first frame, new state", camera_id)
             self.cameras[camera_id] = st
         return st
 
-    async def _handle(self, frame: pvad_pb2.Frame, camera_id: str) -> pvad_pb2.FrameAck:
-        t0 = time.perf_counter()
-        self.counters.received += 1
-        self.metrics.frames_received.inc()
-        try:
-            payload = parse_frame(frame, cfg=self.cfg, peer_camera_id=camera_id, encoders=self.analyzer.decoders.shapes)
-            st = self._camera(camera_id)
-            async with st.lock:
-                if frame.seq <= st.last_seq:
-                    self.counters.duplicates += 1
-                    self.metrics.frames_duplicate.inc()
-                    return pvad_pb2.FrameAck(
-                        seq=frame.seq, outcome=pvad_pb2.DUPLICATE, message=f"seq {frame.seq} was analysed already",
-                        score=st.sas.score, alarm=st.sas.alarm,
-                    )
-                res = await self.batcher.submit(st.flow, payload)
-                sigma = res.sigma
-                if res.hold:  # no alarm decision (the camera learns its normal, or has no motion yet): the SAS stands still
-                    upd = st.sas.hold()
-                else:
-                    upd = st.sas.update(sigma)
-                kind = pvad_pb2.ALARM_RAISED if upd.raised else pvad_pb2.ALARM_CLEARED if upd.cleared else None
-                event = await asyncio.to_thread(
-                    self.hub.log.commit_frame, camera_id=camera_id, seq=frame.seq, accumulator=upd.accumulator,
-                    alarm=upd.alarm, event_kind=kind, score=upd.score, confidence=sigma,
-                    normality_model=res.fitted.to_bytes() if res.fitted is not None else None,
-                )
-                st.last_seq = frame.seq
-                if event is not None:
-                    self.hub.announce(event)
-                    self.metrics.alarms.labels(pvad_pb2.EventKind.Name(event.kind)).inc()
-                phase = _PHASES[res.phase]
-                self.hub.publish_score(camera_id=camera_id, seq=frame.seq, score=upd.score, confidence=sigma,
-                                       capture_time_ns=payload.capture_time_ns, phase=phase,
-                                       normality_score=res.normality_score or 0.0)
-        except PvadError as err:
+    def _refused(self, frame: pvad_pb2.Frame, camera_id: str, err: Exception) -> pvad_pb2.FrameAck:
+        if isinstance(err, PvadError):
             self.counters.reject(err.code)
             self.metrics.frames_rejected.labels(err.code.name).inc()
             log.info("camera %s seq %d refused: %s: %s", camera_id, frame.seq, err.code.name, err)
             return pvad_pb2.FrameAck(
                 seq=frame.seq, outcome=pvad_pb2.REJECTED, status_code=err.code.value[0], message=str(err)
             )
-        except Exception as err:  # never let one frame take the stream down
-            self.counters.reject(grpc.StatusCode.INTERNAL)
-            self.metrics.frames_rejected.labels("INTERNAL").inc()
-            log.exception("camera %s seq %d: analysis failed", camera_id, frame.seq)
-            return pvad_pb2.FrameAck(
-                seq=frame.seq, outcome=pvad_pb2.REJECTED, status_code=grpc.StatusCode.INTERNAL.value[0],
-                message=f"internal error: {type(err).__name__}",
+        # never let one frame take the stream down
+        self.counters.reject(grpc.StatusCode.INTERNAL)
+        self.metrics.frames_rejected.labels("INTERNAL").inc()
+        log.error("camera %s seq %d: analysis failed", camera_id, frame.seq, exc_info=err)
+        return pvad_pb2.FrameAck(
+            seq=frame.seq, outcome=pvad_pb2.REJECTED, status_code=grpc.StatusCode.INTERNAL.value[0],
+            message=f"internal error: {type(err).__name__}",
+        )
+
+    def _duplicate(self, frame: pvad_pb2.Frame, st: CameraState) -> pvad_pb2.FrameAck:
+        self.counters.duplicates += 1
+        self.metrics.frames_duplicate.inc()
+        return pvad_pb2.FrameAck(
+            seq=frame.seq, outcome=pvad_pb2.DUPLICATE, message=f"seq {frame.seq} was analysed already",
+            score=st.sas.score, alarm=st.sas.alarm,
+        )
+
+    async def _admit(self, frame: pvad_pb2.Frame, camera_id: str) -> asyncio.Future:
+        """Validate ``frame`` and queue it behind its camera's earlier frames; returns the future of its ack.
+
+        Waits while the camera has ``max_in_flight_per_camera`` frames admitted and not committed.
+        The duplicate rule goes by what is COMMITTED (``last_seq``): a frame still in flight that
+        arrives again (a reconnect on a second stream) is acknowledged DUPLICATE only once the
+        first copy is committed, so an ack always means the frame's state is on disk."""
+        t0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        self.counters.received += 1
+        self.metrics.frames_received.inc()
+
+        def done(ack: pvad_pb2.FrameAck) -> asyncio.Future:
+            fut = loop.create_future()
+            fut.set_result(ack)
+            return fut
+
+        try:
+            payload = parse_frame(frame, cfg=self.cfg, peer_camera_id=camera_id, encoders=self.analyzer.decoders.shapes)
+            st = self._camera(camera_id)
+        except Exception as err:
+            return done(self._refused(frame, camera_id, err))
+        await st.window.acquire()
+        admitted = False
+        try:
+            async with st.lock:
+                original = st.pending.get(frame.seq)
+                if original is not None:
+                    return loop.create_task(self._duplicate_after(original, frame, st))
+                if frame.seq <= st.last_seq or frame.seq <= st.submitted_seq:
+                    return done(self._duplicate(frame, st))
+                st.submitted_seq = frame.seq
+                task = loop.create_task(self._commit(st, camera_id, frame, payload, self.batcher.enqueue(st.flow, payload),
+                                                     st.tail, t0), name=f"pvad-commit-{camera_id}-{frame.seq}")
+                st.pending[frame.seq] = st.tail = task
+                admitted = True
+
+                def finished(_task: asyncio.Task, seq: int = frame.seq) -> None:
+                    st.pending.pop(seq, None)
+                    st.window.release()
+
+                task.add_done_callback(finished)
+                return task
+        finally:
+            if not admitted:
+                st.window.release()
+
+    async def _duplicate_after(self, original: asyncio.Task, frame: pvad_pb2.Frame, st: CameraState) -> pvad_pb2.FrameAck:
+        await asyncio.wait([original])
+        if not original.cancelled() and original.exception() is None and original.result().outcome == pvad_pb2.REJECTED:
+            return original.result()
+        return self._duplicate(frame, st)
+
+    async def _commit(self, st: CameraState, camera_id: str, frame: pvad_pb2.Frame, payload, result: asyncio.Future,
+                      previous: asyncio.Task | None, t0: float) -> pvad_pb2.FrameAck:
+        """Wait for the camera's previous frame to commit, then for this frame's analysis; update the
+        SAS, commit (one SQLite transaction) and publish, in the camera's frame order."""
+        if previous is not None:
+            await asyncio.wait([previous])  # never raises: a failed earlier frame does not hold this one
+        try:
+            res = await result
+            sigma = res.sigma
+            if res.hold:  # no alarm decision (the camera learns its normal, or has no motion yet): the SAS stands still
+                upd = st.sas.hold()
+            else:
+                upd = st.sas.update(sigma)
+            kind = pvad_pb2.ALARM_RAISED if upd.raised else pvad_pb2.ALARM_CLEARED if upd.cleared else None
+            event = await asyncio.to_thread(
+                self.hub.log.commit_frame, camera_id=camera_id, seq=frame.seq, accumulator=upd.accumulator,
+                alarm=upd.alarm, event_kind=kind, score=upd.score, confidence=sigma,
+                normality_model=res.fitted.to_bytes() if res.fitted is not None else None,
             )
+            st.last_seq = frame.seq
+            if event is not None:
+                self.hub.announce(event)
+                self.metrics.alarms.labels(pvad_pb2.EventKind.Name(event.kind)).inc()
+            phase = _PHASES[res.phase]
+            self.hub.publish_score(camera_id=camera_id, seq=frame.seq, score=upd.score, confidence=sigma,
+                                   capture_time_ns=payload.capture_time_ns, phase=phase,
+                                   normality_score=res.normality_score or 0.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            return self._refused(frame, camera_id, err)
         self.counters.accepted += 1
         self.metrics.frames_accepted.inc()
         elapsed = time.perf_counter() - t0
@@ -184,6 +255,13 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             server_ms=1000.0 * elapsed, phase=phase, normality_score=res.normality_score or 0.0,
             classifier_confidence=res.classifier if res.classifier is not None else 0.0,
         )
+
+    async def cancel_pending(self) -> None:
+        """Hard stop: cancel every frame admitted and not committed (none of them is acknowledged)."""
+        tasks = [t for st in self.cameras.values() for t in st.pending.values()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def drain(self, timeout: float) -> bool:
         """Stop taking new frames; wait until every frame already received is acknowledged."""
@@ -206,23 +284,46 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         self.metrics.streams.inc()
         log.info("camera %s connected from %s%s", camera_id, context.peer(), f" ({mode[0]} stream)" if mode else "")
         n = 0
+        acks: asyncio.Queue = asyncio.Queue()  # each frame's ack future, in the stream's frame order
+        cut = False  # the server began draining: frames after that are left unacknowledged
+
+        def one_done(_fut: asyncio.Future) -> None:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+        async def read() -> None:
+            """Admit frames as they come (a camera may have several in flight); acks go out in order below."""
+            nonlocal n, cut
+            try:
+                async for frame in request_iterator:
+                    if self.draining:  # unacknowledged: the camera resends it to whoever serves next
+                        cut = True
+                        break
+                    n += 1
+                    self._busy += 1
+                    self._idle.clear()
+                    try:
+                        fut = await self._admit(frame, camera_id)
+                    except BaseException:
+                        one_done(None)
+                        raise
+                    fut.add_done_callback(one_done)
+                    acks.put_nowait(fut)
+            finally:
+                acks.put_nowait(None)
+
+        reader = asyncio.get_running_loop().create_task(read(), name=f"pvad-ingest-{camera_id}")
         try:
-            async for frame in request_iterator:
-                if self.draining:  # unacknowledged: the camera resends it to whoever serves next
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
-                n += 1
-                self._busy += 1
-                self._idle.clear()
-                try:
-                    ack = await self._handle(frame, camera_id)
-                finally:
-                    self._busy -= 1
-                    if not self._busy:
-                        self._idle.set()
-                yield ack
+            while (fut := await acks.get()) is not None:
+                yield await asyncio.shield(fut)  # a dying stream does not cancel the commit: the state stays consistent
+            await reader  # re-raises a failure to read the stream
+            if cut:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
             if mode and mode[0] == "learn":  # the camera sent all its learning footage: fit now
                 context.set_trailing_metadata((("pvad-normality", await self._finish_learning(camera_id, context)),))
         finally:
+            await cancel_and_wait(reader)
             self.streams[camera_id] -= 1
             self.metrics.streams.dec()
             log.info("camera %s stream ended after %d frames", camera_id, n)
@@ -236,6 +337,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             if st is not None and st.learn_session is not None and not self.streams.get(camera_id):
                 # a live stream after a `pvad learn` that never finished: learn from the live frames instead
                 async with st.lock:
+                    await st.idle()
                     st.learn_session = None
                     st.flow.normality.relearn(reason="its pvad learn stream ended before the footage did")
             return None
@@ -245,6 +347,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
                                 "this server learns no normality models (analysis.normality.enabled is false)")
         st = self._camera(camera_id)
         async with st.lock:
+            await st.idle()  # never relearn under the feet of a frame in analysis
             if "pvad-relearn" in md:
                 await asyncio.to_thread(self.hub.log.delete_normality, camera_id)
                 st.flow.normality.relearn(reason="asked by the camera (pvad learn --reset)")
@@ -258,6 +361,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
     async def _finish_learning(self, camera_id: str, context) -> str:
         st = self.cameras[camera_id]
         async with st.lock:
+            await st.idle()
             norm = st.flow.normality
             try:
                 model = await asyncio.to_thread(norm.finish)
@@ -331,6 +435,7 @@ class RunningServer:
             c.received, c.accepted, c.duplicates, c.rejected or 0, self.analyzer.times.ms_per_frame(),
         )
         await self.server.stop(0.5 if grace else 0)
+        await self.ingest.cancel_pending()
         await self.batcher.stop()
         if self.mqtt is not None:
             await self.mqtt.stop()

@@ -87,7 +87,8 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
 
 async def bench_e2e(workdir: Path, *, source: Path, cameras: int = 4, fps: float = 10.0, seconds: float = 30.0,
                     profile: str = "cpu", precision: str = "fp32", encoder_precision: str = "fp32",
-                    max_batch: int | None = None, settle_s: float = 3.0, analysis: dict | None = None) -> dict:
+                    max_batch: int | None = None, settle_s: float = 3.0, analysis: dict | None = None,
+                    in_flight: int = 4) -> dict:
     """`analysis` replaces the profile (tests use a tiny one)."""
     workdir.mkdir(parents=True, exist_ok=True)
     for f in workdir.glob("events.sqlite*"):
@@ -97,7 +98,8 @@ async def bench_e2e(workdir: Path, *, source: Path, cameras: int = 4, fps: float
     if analysis is not None:
         profile = "custom"
     prof = analysis or profiles(precision)[profile]
-    analysis = {**prof, "batching": {"max_batch": max_batch or cameras, "max_wait_ms": 2.0}}
+    analysis = {**prof, "batching": {"max_batch": max_batch or cameras, "max_wait_ms": 2.0,
+                                     "max_in_flight_per_camera": in_flight}}
     pki = write_configs(workdir, cameras=names, port=port, source=source, seconds=seconds, fps=fps,
                         analysis=analysis, encoder_precision=encoder_precision)
     server = ServerProcess(workdir / "server.yaml", workdir / "server.log")
@@ -135,6 +137,7 @@ async def bench_e2e(workdir: Path, *, source: Path, cameras: int = 4, fps: float
         "precision": precision,
         "encoder_precision": encoder_precision,
         "max_batch": analysis["batching"]["max_batch"],
+        "in_flight_per_camera": in_flight,
         "frames_counted": len(lat),
         "latency_ms": _percentiles(lat),
         "latency_ms_mean": round(statistics.fmean(lat), 1) if lat else float("nan"),

@@ -61,7 +61,8 @@ def _cmd_bench_e2e(args: argparse.Namespace) -> int:
 
     result = asyncio.run(bench_e2e(Path(args.workdir), source=bench_source(args), cameras=args.cameras, fps=args.fps,
                                    seconds=args.seconds, profile=args.profile, precision=args.precision,
-                                   encoder_precision=args.encoder_precision, max_batch=args.max_batch))
+                                   encoder_precision=args.encoder_precision, max_batch=args.max_batch,
+                                   in_flight=args.in_flight))
     print_result(result, args.json)
     return 0
 
@@ -101,6 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="the server's networks")
     b.add_argument("--encoder-precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="the cameras' encoder")
     b.add_argument("--max-batch", type=int, help="default: the number of cameras")
+    b.add_argument("--in-flight", type=int, default=4,
+                   help="analysis.batching.max_in_flight_per_camera of the server (1 = one frame at a time)")
     b.add_argument("--source")
     b.add_argument("--workdir", default=".pvad/bench-e2e")
     b.add_argument("--json", action="store_true")

@@ -51,6 +51,11 @@ class ClassifierConfig(Section):
 class BatchingConfig(Section):
     max_batch: int = Field(8, ge=1, le=256, description="frames from any cameras run through the networks together")
     max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="how long a batch waits to fill once it has a frame")
+    max_in_flight_per_camera: int = Field(
+        4, ge=1, le=64, description="frames of one camera the server accepts before the earliest is committed and "
+        "acknowledged (each in its own batch, in order; 1 = one at a time). More keeps the networks busy while "
+        "acknowledgements travel; a camera never has more than its own `max_in_flight` unacknowledged",
+    )
     warmup: bool = Field(
         True, description="run every batch size up to max_batch (above 16: the powers of two) once at start-up, so "
         "oneDNN/cuDNN set up their kernels before the first camera's frame instead of during it",
