@@ -140,7 +140,7 @@ def evaluate_privacy(checkpoints: Sequence[Path | None], files: Sequence[Path], 
         elif attack == "whitebox":
             from models.data.frames import collect_sources
 
-            wb = evaluate_whitebox(target or load_target(checkpoint), frames, names, whitebox, detectors=detectors,
+            wb = evaluate_whitebox(target or load_target(checkpoint), frames, whitebox, detectors=detectors,
                                    embedder=embedder, exclude=[s.path for s in collect_sources(list(files))],
                                    out_dir=out_dir, progress=progress, before=before) if (target or checkpoint) else None
             if wb is not None:

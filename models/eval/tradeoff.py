@@ -75,7 +75,7 @@ def evaluate_tradeoff(data: Path, face_files: Sequence[Path], *, modes: Sequence
         if whitebox is not None and p.get("payload") == "latent" and getattr(cfg, "checkpoint", None):
             from models.eval.whitebox import evaluate_whitebox, load_target
 
-            wb = evaluate_whitebox(load_target(cfg.checkpoint), frames, [], whitebox, detectors=detectors,
+            wb = evaluate_whitebox(load_target(cfg.checkpoint), frames, whitebox, detectors=detectors,
                                    embedder=embedder, exclude=[s.path for s in sources], out_dir=out_dir,
                                    progress=progress, before=before)
             attacked = wb["attack_faces_after"]["total"]

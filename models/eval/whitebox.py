@@ -284,7 +284,7 @@ def _count(found: Mapping[str, list[np.ndarray]]) -> dict[str, int]:
     return {name: int(sum(len(b) for b in boxes)) for name, boxes in found.items()}
 
 
-def evaluate_whitebox(target: TargetEncoder, frames: Frames, names: Sequence[str], cfg: WhiteboxAttackConfig, *,
+def evaluate_whitebox(target: TargetEncoder, frames: Frames, cfg: WhiteboxAttackConfig, *,
                       detectors: Mapping[str, FaceDetector], embedder: FaceEmbedder | None,
                       exclude: Sequence[Path] = (), out_dir: Path | None = None, progress: bool = True,
                       before: Mapping[str, list[np.ndarray]] | None = None) -> dict[str, Any]:
