@@ -14,6 +14,7 @@ the clip (see `calibrate_scoring`), so alarms rise and fall as people move.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -276,6 +277,21 @@ async def run_cameras(workdir: Path, cameras: list[str], env: dict | None = None
     ]
 
 
+async def follow_scores(address: str, tls: ClientTLS, scored: list, stop: asyncio.Event) -> None:
+    """A second subscriber, with live scores: every (camera, seq) whose score it sees. Scores published
+    while it is disconnected are missed, so a frame scored twice can go unseen, never seen wrongly."""
+    from pvad.subscriber import follow_alarms
+
+    while not stop.is_set():
+        try:
+            async with secure_channel(address, tls) as ch:
+                async for ev in follow_alarms(ch, include_scores=True):
+                    if ev.kind == pvad_pb2.SCORE:
+                        scored.append((ev.camera_id, ev.seq))
+        except grpc.aio.AioRpcError:
+            await asyncio.sleep(0.2)
+
+
 async def bench_faults(workdir: Path, *, source: Path, cameras: int = 2, frames: int = 150, fps: float = 10.0,
                        per_class: int = 20, seed: int = 0) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -298,6 +314,8 @@ async def bench_faults(workdir: Path, *, source: Path, cameras: int = 2, frames:
     received: dict = {}
     stop_sub, restart_sub = asyncio.Event(), asyncio.Event()
     subscriber = asyncio.create_task(follow(address, sub_tls, received, stop_sub, restart_sub))
+    scored: list = []
+    score_follower = asyncio.create_task(follow_scores(address, sub_tls, scored, stop_sub))
 
     from camera_client.anonymize import create_anonymizer
     from pvad.config import DpEncoderAnonymizer
@@ -347,6 +365,8 @@ async def bench_faults(workdir: Path, *, source: Path, cameras: int = 2, frames:
         await asyncio.sleep(0.1)
     stop_sub.set()
     subscriber.cancel()
+    score_follower.cancel()
+    await asyncio.gather(subscriber, score_follower, return_exceptions=True)
     server.poll()
     server.terminate()
     await proxy.close()
@@ -366,6 +386,8 @@ async def bench_faults(workdir: Path, *, source: Path, cameras: int = 2, frames:
         "alarms_published": len(published),
         "alarms_received": len(set(published) & set(received)),
         "alarms_missed": len(set(published) - set(received)),
+        "frames_scored_seen": len(set(scored)),  # by a live follower: a lower bound (it misses its downtimes)
+        "frames_scored_twice": sum(1 for n in collections.Counter(scored).values() if n > 1),
         "malformed_sent": malformed_sent,
         "malformed_rejected": malformed_rejected,
         "malformed_by_class": flood_results,

@@ -19,7 +19,7 @@ def _cmd_bench_faults(args: argparse.Namespace) -> int:
                                       frames=args.frames, fps=args.fps, per_class=args.per_class, seed=args.seed))
     print_result(result, args.json)
     ok = (result["frames_lost"] == 0 and result["alarms_missed"] == 0 and result["server_crashes"] == 0
-          and result["malformed_rejected"] == result["malformed_sent"])
+          and result["frames_scored_twice"] == 0 and result["malformed_rejected"] == result["malformed_sent"])
     return 0 if ok else 1
 
 
