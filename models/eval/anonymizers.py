@@ -206,13 +206,12 @@ class ServerView:
     def _load_decoders(self) -> dict[str, Any]:
         if self._decoders is None:
             from models.nets.autoencoder import encoder_id, load_autoencoder
-            from pvad.config import SHIPPED_WEIGHTS
+            from pvad.config import shipped_autoencoders
 
             self._decoders = {}
-            for path in sorted(SHIPPED_WEIGHTS.glob("autoencoder*.pt")):
-                if not path.name.endswith(".last.pt"):
-                    ae, _ = load_autoencoder(path)
-                    self._decoders[encoder_id(ae.encoder)] = ae.decoder.eval()
+            for path in shipped_autoencoders():
+                ae, _ = load_autoencoder(path)
+                self._decoders[encoder_id(ae.encoder)] = ae.decoder.eval()
         return self._decoders
 
     def __call__(self, payload) -> np.ndarray | None:

@@ -29,7 +29,7 @@ from models.eval.privacy import (
     reconstruct,
     reidentification,
 )
-from models.eval.whitebox import evaluate_whitebox, load_target
+from models.eval.whitebox import evaluate_whitebox, load_target, target_of
 from models.eval.whitebox_config import WhiteboxAttackConfig
 from models.nets.autoencoder import encoder_id, load_autoencoder
 from pvad.errors import ModelLoadError
@@ -72,14 +72,14 @@ def _load_pair(checkpoint: Path | None, seed: int) -> tuple[nn.Module, dict[str,
     if checkpoint is None:
         model, card = load_autoencoder(None, seed=seed)
         return model, card.extra, card.trained, None
+    if Path(checkpoint).suffix not in (".onnx", ".ts"):
+        model, card = load_autoencoder(checkpoint, seed=seed)
+        return model, card.extra, card.trained, target_of(model, card, checkpoint)
     target = load_target(checkpoint)
     if target.decoder is None:
         raise ModelLoadError(f"{checkpoint}: no autoencoder checkpoint in models/weights holds the decoder of encoder "
                              f"{target.encoder_id}; pass the checkpoint (.pt) instead of the exported file")
-    if Path(checkpoint).suffix in (".onnx", ".ts"):
-        return _ExportedPair(target), target.extra, bool(target.card.get("trained", True)), target
-    model, card = load_autoencoder(checkpoint, seed=seed)
-    return model, card.extra, card.trained, target
+    return _ExportedPair(target), target.extra, bool(target.card.get("trained", True)), target
 
 
 def evaluate_privacy(checkpoints: Sequence[Path | None], files: Sequence[Path], *, attack: bool | str,

@@ -94,11 +94,22 @@ def _paired_decoder(eid: str, search: Sequence[Path]) -> nn.Module | None:
     return None
 
 
+def target_of(model: nn.Module, card: Any, path: Path) -> TargetEncoder:
+    """The encoder of an autoencoder already loaded (``load_autoencoder``), with its decoder as ours."""
+    encoder = model.encoder.eval()
+
+    def encode_torch(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return encoder(x).float()
+
+    return TargetEncoder(encode_torch, encoder_id(encoder), card.model_dump(mode="json"), Path(path), model.decoder.eval())
+
+
 def load_target(path: Path, *, decoder_search: Sequence[Path] | None = None) -> TargetEncoder:
     """The encoder of an autoencoder checkpoint (``.pt``) or of a file made by ``pvad export``
     (``.onnx``/``.ts``). ModelLoadError naming the file when it does not load, carries no card, or
     its latent is not the decoder's ``C×30×40``."""
-    from pvad.config.base import SHIPPED_WEIGHTS
+    from pvad.config import shipped_autoencoders
 
     path = Path(path)
     if not path.is_file():
@@ -114,19 +125,12 @@ def load_target(path: Path, *, decoder_search: Sequence[Path] | None = None) -> 
         def encode_exported(x: torch.Tensor) -> torch.Tensor:
             return torch.from_numpy(exported(x.contiguous().numpy()))
 
-        search = list(decoder_search) if decoder_search is not None else sorted(SHIPPED_WEIGHTS.glob("autoencoder*.pt"))
+        search = list(decoder_search) if decoder_search is not None else shipped_autoencoders()
         target = TargetEncoder(encode_exported, exported.encoder_id, exported.card, path,
                                _paired_decoder(exported.encoder_id, search))
     else:
         model, card = load_autoencoder(path)
-        encoder = model.encoder.eval()
-
-        def encode_torch(x: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return encoder(x).float()
-
-        target = TargetEncoder(encode_torch, encoder_id(encoder), card.model_dump(mode="json"), path,
-                               model.decoder.eval())
+        target = target_of(model, card, path)
     latent = target.encode(torch.zeros(1, 3, 240, 320))
     if tuple(latent.shape[2:]) != LATENT_SHAPE[1:] or (target.decoder is not None and latent.shape[1] != LATENT_SHAPE[0]):
         raise ModelLoadError(f"{path}: its latent is {tuple(latent.shape[1:])}, the decoder takes {LATENT_SHAPE}")

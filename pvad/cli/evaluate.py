@@ -200,6 +200,14 @@ def _cmd_eval_tradeoff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_whitebox_args(parser: argparse.ArgumentParser) -> None:
+    """The white-box attack's options, read by ``_whitebox_config``."""
+    parser.add_argument("--attack-config", help="YAML of the white-box attack (e.g. configs/attack-whitebox-gpu.yaml)")
+    parser.add_argument("--attack-steps", type=int, help="white-box attack: training steps at most (overrides the config)")
+    parser.add_argument("--attack-seconds", type=float,
+                        help="white-box attack: training seconds at most (overrides the config)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("eval", help="evaluations")
     esub = c.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
@@ -212,9 +220,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "encoder and trains a larger decoder on every public frame (models/eval/whitebox.py, cached)")
     e.add_argument("--no-attack", action="store_true", help="same as --attack none")
     e.add_argument("--attack-epochs", type=int, default=3, help="epochs of the quick attack")
-    e.add_argument("--attack-config", help="YAML of the white-box attack (e.g. configs/attack-whitebox-gpu.yaml)")
-    e.add_argument("--attack-steps", type=int, help="white-box attack: training steps at most (overrides the config)")
-    e.add_argument("--attack-seconds", type=float, help="white-box attack: training seconds at most (overrides the config)")
+    _add_whitebox_args(e)
     e.add_argument("--no-progress", action="store_true")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--latent-noise", nargs=3, type=float, metavar=("CLIP", "SIGMA", "DELTA"),
@@ -230,9 +236,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--modes", nargs="+", help="anonymizers (default: models.eval.tradeoff.DEFAULT_MODES)")
     e.add_argument("--whitebox", action="store_true", help="run (or reuse from its cache) the white-box attacker "
                    "against every latent-sending encoder")
-    e.add_argument("--attack-config", help="YAML of the white-box attack")
-    e.add_argument("--attack-steps", type=int)
-    e.add_argument("--attack-seconds", type=float)
+    _add_whitebox_args(e)
     e.add_argument("--every-n", type=int, default=10, help="every n-th frame of a clip for the privacy columns")
     e.add_argument("--max-frames-per-video", type=int, default=8)
     e.add_argument("--out", default="runs/tradeoff")

@@ -46,6 +46,7 @@ from pvad.config.base import (
     SHIPPED_LEARNED_ANONYMIZER,
     SHIPPED_WEIGHTS,
     Section,
+    shipped_autoencoders,
 )
 from pvad.config.camera import (
     BufferConfig,
@@ -149,6 +150,7 @@ __all__ = [
     "SHIPPED_DP_AUTOENCODER",
     "SHIPPED_DP_ENCODER_ONNX",
     "SHIPPED_HARDENED_AUTOENCODER",
+    "shipped_autoencoders",
     "SHIPPED_LEARNED_ANONYMIZER",
     "SHIPPED_WEIGHTS",
     "ScoringConfig",

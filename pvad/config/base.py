@@ -23,6 +23,13 @@ SHIPPED_DP_ENCODER_ONNX = SHIPPED_WEIGHTS / "autoencoder-dp-adagrad.encoder.onnx
 # The hardened DP pair (configs/train-autoencoder-hardened.yaml): prefilter 4 and an adversarial
 # phase against inversion on public frames; `pvad eval tradeoff` compares it with the others.
 SHIPPED_HARDENED_AUTOENCODER = SHIPPED_WEIGHTS / "autoencoder-dp-hardened.pt"
+
+
+def shipped_autoencoders() -> list[Path]:
+    """Every autoencoder checkpoint in ``SHIPPED_WEIGHTS`` (not the ``*.last.pt`` training states), sorted."""
+    return sorted(p for p in SHIPPED_WEIGHTS.glob("autoencoder*.pt") if not p.name.endswith(".last.pt"))
+
+
 # The learned (adversarially trained) anonymizer, made by `pvad train anonymizer` (configs/train-anonymizer.yaml).
 SHIPPED_LEARNED_ANONYMIZER = SHIPPED_WEIGHTS / "anonymizer-learned.pt"
 
