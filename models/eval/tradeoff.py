@@ -50,10 +50,11 @@ def evaluate_tradeoff(data: Path, face_files: Sequence[Path], *, modes: Sequence
     privacy = evaluate_anonymizers(face_files, modes=wanted, every_n=every_n, max_frames_per_video=max_frames_per_video,
                                    out_dir=Path(out_dir) / "anonymizers" if out_dir else None, progress=progress)
     sources = collect_sources([Path(f) for f in face_files])
-    frames = read_frames(sources, every_n=every_n, max_frames_per_source=max_frames_per_video).frames
-    detectors = available_face_detectors()
-    before = detect_faces(detectors, frames) if whitebox is not None else None
-    embedder = optional_face_embedder() if whitebox is not None else None
+    if whitebox is not None:  # the attacker's columns: the same frames and face detectors as evaluate_anonymizers'
+        frames = read_frames(sources, every_n=every_n, max_frames_per_source=max_frames_per_video).frames
+        detectors = available_face_detectors()
+        before = detect_faces(detectors, frames)
+        embedder = optional_face_embedder()
     rows: dict[str, dict[str, Any]] = {}
     for key in wanted:
         p = privacy["modes"].get(key, {})
