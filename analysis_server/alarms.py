@@ -4,6 +4,10 @@ A subscriber that passes the last event id it saw (`after_event_id`) first reads
 it from the log, then follows live events, so a reconnect misses nothing. Per-frame SCORE events
 are live only (not persisted) and go through a bounded queue per subscriber: a subscriber too slow
 to keep up loses score events (counted), never alarm events, which are re-read from the log.
+
+The same file holds the dashboard's acknowledgements (`acks`, one per raised alarm) and its audit
+trail (`audit`: logins, live views, acks). Both are append-only: SQLite triggers make an UPDATE or
+DELETE on them fail.
 """
 
 from __future__ import annotations
@@ -47,7 +51,32 @@ CREATE TABLE IF NOT EXISTS normality_models (
     model BLOB NOT NULL,
     fitted_ns INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS acks (
+    event_id INTEGER PRIMARY KEY REFERENCES events (id),
+    user TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ns INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    action TEXT NOT NULL,
+    camera_id TEXT,
+    event_id INTEGER,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS acks_no_update BEFORE UPDATE ON acks
+BEGIN SELECT RAISE(ABORT, 'acknowledgements are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS acks_no_delete BEFORE DELETE ON acks
+BEGIN SELECT RAISE(ABORT, 'acknowledgements are append-only'); END;
 """
+
+_EVENT_COLUMNS = "id, camera_id, kind, seq, score, confidence, time_ns"
 
 
 @dataclass(frozen=True)
@@ -59,6 +88,41 @@ class SavedCamera:
     last_seq: int
     accumulator: float
     alarm: bool
+
+
+@dataclass(frozen=True)
+class Ack:
+    """An operator's acknowledgement of a raised alarm."""
+
+    event_id: int
+    user: str
+    time_ns: int
+    note: str
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    id: int
+    time_ns: int
+    user: str
+    action: str  # login, login-failed, logout, view, ack
+    camera_id: str | None
+    event_id: int | None
+    detail: str
+
+
+class UnknownEvent(LookupError):
+    """No alarm event has this id."""
+
+
+class NotAckable(ValueError):
+    """Only a raised alarm can be acknowledged."""
+
+
+class AlreadyAcked(ValueError):
+    def __init__(self, ack: Ack) -> None:
+        super().__init__(f"event {ack.event_id} was acknowledged by {ack.user} already")
+        self.ack = ack
 
 
 def _to_message(row: tuple) -> pvad_pb2.AlarmEvent:
@@ -163,6 +227,86 @@ class EventLog:
         args.append(limit)
         with self._lock:
             return [_to_message(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def event(self, event_id: int) -> pvad_pb2.AlarmEvent | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (int(event_id),)).fetchone()
+        return _to_message(row) if row else None
+
+    def recent(self, limit: int, camera_ids: Iterable[str] | None = None) -> list[pvad_pb2.AlarmEvent]:
+        """The last `limit` alarm events (of `camera_ids`, or of every camera when None), oldest first."""
+        sql, args = f"SELECT {_EVENT_COLUMNS} FROM events", []
+        if camera_ids is not None:
+            cams = list(camera_ids)
+            sql += f" WHERE camera_id IN ({','.join('?' * len(cams))})"
+            args += cams
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(int(limit))
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [_to_message(r) for r in reversed(rows)]
+
+    def cameras(self) -> list[str]:
+        """Every camera this log has state for (seen since the log began)."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT camera_id FROM camera_state ORDER BY camera_id")]
+
+    def ack(self, event_id: int, *, user: str, note: str = "") -> tuple[Ack, pvad_pb2.AlarmEvent]:
+        """Acknowledge raised alarm `event_id` and audit it, in one transaction. Raises `UnknownEvent`,
+        `NotAckable` (not a raised alarm) or `AlreadyAcked`."""
+        now = time.time_ns()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (int(event_id),)).fetchone()
+                if row is None:
+                    raise UnknownEvent(f"no alarm event {event_id}")
+                ev = _to_message(row)
+                if ev.kind != pvad_pb2.ALARM_RAISED:
+                    raise NotAckable(f"event {event_id} is {pvad_pb2.EventKind.Name(ev.kind)}; only a raised alarm is acknowledged")
+                done = self._db.execute("SELECT event_id, user, time_ns, note FROM acks WHERE event_id = ?",
+                                        (int(event_id),)).fetchone()
+                if done is not None:
+                    raise AlreadyAcked(Ack(*done))
+                self._db.execute("INSERT INTO acks (event_id, user, time_ns, note) VALUES (?,?,?,?)",
+                                 (int(event_id), user, now, note))
+                self._audit(user, "ack", ev.camera_id, int(event_id), note, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return Ack(int(event_id), user, now, note), ev
+
+    def acks_for(self, event_ids: Iterable[int]) -> dict[int, Ack]:
+        ids = [int(i) for i in event_ids]
+        if not ids:
+            return {}
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT event_id, user, time_ns, note FROM acks WHERE event_id IN ({','.join('?' * len(ids))})", ids
+            ).fetchall()
+        return {r[0]: Ack(*r) for r in rows}
+
+    def _audit(self, user: str, action: str, camera_id: str | None, event_id: int | None, detail: str, now: int) -> int:
+        cur = self._db.execute(
+            "INSERT INTO audit (time_ns, user, action, camera_id, event_id, detail) VALUES (?,?,?,?,?,?)",
+            (now, user, action, camera_id, event_id, detail),
+        )
+        return int(cur.lastrowid)
+
+    def audit(self, user: str, action: str, *, camera_id: str | None = None, event_id: int | None = None,
+              detail: str = "") -> int:
+        """Append one audit row; returns its id."""
+        with self._lock:
+            return self._audit(user, action, camera_id, event_id, detail, time.time_ns())
+
+    def audit_rows(self, after_id: int = 0, limit: int = 1000) -> list[AuditRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, time_ns, user, action, camera_id, event_id, detail FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+                (int(after_id), int(limit)),
+            ).fetchall()
+        return [AuditRow(*r) for r in rows]
 
     def cursor(self, name: str) -> int:
         """Last event id a named consumer (e.g. the MQTT bridge) has delivered; 0 if none."""

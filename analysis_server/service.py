@@ -26,6 +26,7 @@ from analysis_server.normality import NormalityModel, Phase
 from analysis_server.pipeline import Analyzer, Batcher
 from analysis_server.scoring import SigmoidalAnomalyScore
 from analysis_server.validate import parse_frame
+from analysis_server.web.live import LiveCameras
 from pvad.aio import cancel_and_wait
 from pvad.certs import (
     CertPaths,
@@ -99,6 +100,8 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         self.counters = Counters()
         self.metrics = metrics
         self.streams: dict[str, int] = {}
+        self.live = LiveCameras()  # what the dashboard shows of each camera (in memory only)
+        self.live.know(hub.log.cameras())
         self.draining = False
         self._busy = 0  # frames between receipt and ack
         self._idle = asyncio.Event()
@@ -138,6 +141,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         return st
 
     def _refused(self, frame: pvad_pb2.Frame, camera_id: str, err: Exception) -> pvad_pb2.FrameAck:
+        self.live.refused(camera_id)
         if isinstance(err, PvadError):
             self.counters.reject(err.code)
             self.metrics.frames_rejected.labels(err.code.name).inc()
@@ -184,6 +188,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             st = self._camera(camera_id)
         except Exception as err:
             return done(self._refused(frame, camera_id, err))
+        self.live.received(payload)
         await st.window.acquire()
         admitted = False
         try:
@@ -239,6 +244,8 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
                 self.hub.announce(event)
                 self.metrics.alarms.labels(pvad_pb2.EventKind.Name(event.kind)).inc()
             phase = _PHASES[res.phase]
+            self.live.scored(payload, phase=res.phase.value if res.phase is not None else None, score=upd.score,
+                             sigma=sigma, alarm=upd.alarm)
             self.hub.publish_score(camera_id=camera_id, seq=frame.seq, score=upd.score, confidence=sigma,
                                    capture_time_ns=payload.capture_time_ns, phase=phase,
                                    normality_score=res.normality_score or 0.0)
@@ -418,11 +425,19 @@ class RunningServer:
     metrics: ServerMetrics
     metrics_port: int | None
     mqtt: MqttBridge | None = None
+    web: object | None = None  # analysis_server.web.app.WebServer when web.enabled
+
+    @property
+    def web_port(self) -> int | None:
+        return self.web.port if self.web is not None else None
 
     async def stop(self, grace: float | None = 5.0) -> None:
         """Graceful stop: health says NOT_SERVING, frames already received are analysed and
         acknowledged (up to `grace` seconds), then every stream ends with UNAVAILABLE so cameras
-        reconnect and resend what was not acknowledged. `grace=0` stops at once."""
+        reconnect and resend what was not acknowledged. `grace=0` stops at once. The dashboard
+        goes first: its open event streams end and browsers reconnect to whoever serves next."""
+        if self.web is not None:
+            await self.web.stop()
         await self.health.enter_graceful_shutdown()
         if grace:
             drained = await self.ingest.drain(grace)
@@ -480,6 +495,15 @@ async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -
     port = server.add_secure_port(cfg.listen, creds)
     if port == 0:
         raise PvadError(f"could not bind {cfg.listen}")
+    web = None
+    if cfg.web.enabled:
+        from analysis_server.web.app import WebServer  # fastapi and uvicorn only when the dashboard is on
+
+        try:
+            web = await WebServer.start(cfg, hub=hub, ingest=ingest, analyzer=analyzer, metrics=metrics)
+        except BaseException:
+            hub.log.close()
+            raise
     batcher.start()
     await server.start()
     for name in names[:2] + [""]:
@@ -490,4 +514,5 @@ async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -
         bridge = MqttBridge(cfg.mqtt, hub)
         bridge.start()
     log.info("analysis server listening on %s (port %d), mTLS, accepts %s", cfg.listen, port, cfg.accept)
-    return RunningServer(server, port, analyzer, batcher, hub, ingest, health_servicer, metrics, metrics_port, bridge)
+    return RunningServer(server, port, analyzer, batcher, hub, ingest, health_servicer, metrics, metrics_port, bridge,
+                         web)

@@ -15,6 +15,7 @@ from pvad.config.analysis import (
     BatchingConfig,
     ClassifierConfig,
     FlowConfig,
+    QuantizationConfig,
 )
 from pvad.config.anonymizers import (
     ANONYMIZER_NAMES,
@@ -97,6 +98,10 @@ from pvad.config.tls import (
     ClientTLS,
     ServerTLS,
 )
+from pvad.config.web import (
+    WebConfig,
+    WebTLS,
+)
 
 __all__ = [
     "decoders_for",
@@ -143,6 +148,7 @@ __all__ = [
     "NoAnonymizer",
     "NoDetector",
     "PixelateAnonymizer",
+    "QuantizationConfig",
     "ReconnectConfig",
     "RegionAnonymizer",
     "SHIPPED_AUTOENCODER",
@@ -159,6 +165,8 @@ __all__ = [
     "ServerTLS",
     "SubscriberConfig",
     "UltralyticsDetector",
+    "WebConfig",
+    "WebTLS",
     "config_model",
     "format_validation_error",
     "guess_kind",

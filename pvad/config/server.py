@@ -1,4 +1,5 @@
-"""The analysis server's file (kind ``server``) and its own sections: decoders, limits, access, event log, metrics, MQTT."""
+"""The analysis server's file (kind ``server``) and its own sections: decoders, limits, access, event log, metrics, MQTT
+(the dashboard's ``web`` section is in ``pvad.config.web``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pvad.config.anonymizers import AnonymizerName
 from pvad.config.base import SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER, SHIPPED_HARDENED_AUTOENCODER, Section
 from pvad.config.scoring import ScoringConfig
 from pvad.config.tls import ServerTLS
+from pvad.config.web import WebConfig
 
 
 class DecoderConfig(Section):
@@ -47,17 +49,26 @@ class LimitsConfig(Section):
 
 
 class AccessConfig(Section):
-    """Which cameras each subscriber (by certificate id) may follow."""
+    """Which cameras each subscriber (by certificate id) and each dashboard user (by name) may follow."""
 
     subscribers: dict[str, list[str]] = Field(
         default_factory=dict, description="subscriber id -> camera ids it may see"
     )
-    default: Literal["all", "none"] = Field("all", description="for subscribers not listed above")
+    users: dict[str, list[str]] = Field(
+        default_factory=dict, description="dashboard user name -> camera ids it may see (admins see every camera)"
+    )
+    default: Literal["all", "none"] = Field("all", description="for subscribers and users not listed above")
 
     def cameras_for(self, subscriber: str) -> frozenset[str] | None:
         """Camera ids `subscriber` may see; None means every camera."""
         if subscriber in self.subscribers:
             return frozenset(self.subscribers[subscriber])
+        return None if self.default == "all" else frozenset()
+
+    def cameras_for_user(self, user: str) -> frozenset[str] | None:
+        """Camera ids dashboard user `user` may see; None means every camera."""
+        if user in self.users:
+            return frozenset(self.users[user])
         return None if self.default == "all" else frozenset()
 
 
@@ -104,3 +115,4 @@ class ServerConfig(Section):
     metrics: MetricsConfig = MetricsConfig()
     mqtt: MqttConfig | None = Field(None, description="null = no MQTT bridge")
     drain_s: float = Field(5.0, ge=0.0, le=600.0, description="on SIGTERM, time to finish frames in analysis")
+    web: WebConfig = WebConfig()
