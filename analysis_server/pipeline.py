@@ -46,6 +46,7 @@ from pvad.config import (
     HogDetector,
 )
 from pvad.devices import resolve_device
+from pvad.errors import ConfigError
 from pvad.hardware import resolve_precision
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,10 @@ class Analyzer:
                 if self.normality_cfg is not None else "normality off")
         log.info("analysis: device=%s precision=%s %s, %s, flow=%s max_batch=%d", self.device, self.precision,
                  what, norm, analysis.flow.method, analysis.batching.max_batch)
+        self.int8 = None
         if analysis.batching.warmup:
             self.executor.submit(self.warm_up).result()
+        self.int8 = self._int8_trunks(analysis)  # after the warm-up: only real frames calibrate
 
     def warm_up(self) -> float:
         """Run each batch size the batcher can form once, on noise frames (and latents of every decoder),
@@ -196,8 +199,30 @@ class Analyzer:
         log.info("analysis: warmed up batch sizes %s in %.1f s", f"1..{top}" if len(sizes) == top else sizes, seconds)
         return seconds
 
+    def _int8_trunks(self, analysis: AnalysisConfig):
+        q = analysis.quantization
+        if q.classifier == "none":
+            return None
+        field = "analysis.quantization.classifier"
+        if self.classifier is None:
+            log.warning("%s: int8 not applied: no classifier runs (analysis.normality.fusion is normality)", field)
+            return None
+        if self.device.type != "cpu":
+            raise ConfigError(f"{field}: int8 is for a CPU (PyTorch's x86 int8 kernels); this server runs on "
+                              f"{self.device.type}, where fp16/bf16 (analysis.precision) are the fast paths")
+        from analysis_server.quantize import Int8Trunks
+
+        scale = self.classifier.input_scale
+        example = torch.zeros(1, 3, round(FRAME_HEIGHT * scale), round(FRAME_WIDTH * scale))
+        trunks = Int8Trunks(self.classifier, calibration_frames=q.calibration_frames, example=example)
+        log.info("%s: int8 trunks after %d calibration frames (the head and the other networks stay at %s)",
+                 field, q.calibration_frames, self.precision)
+        return trunks
+
     def close(self) -> None:
         """End the networks' thread (and with it its OpenMP team); the analyzer cannot run after this."""
+        if self.int8 is not None:
+            self.int8.close()
         self.executor.shutdown(wait=True)
         self._flow_pool.shutdown(wait=True)
 
@@ -210,6 +235,10 @@ class Analyzer:
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
+
+    def classifier_autocast(self):
+        """int8 trunks take fp32 inputs: no autocast around them (the head is a few small matrix products)."""
+        return self._autocast() if self.int8 is None else contextlib.nullcontext()
 
     def new_camera_flow(self, camera_id: str = "", model: NormalityModel | None = None) -> CameraFlow:
         """A camera's pipeline state; with normality on, learning (or scoring with ``model``)."""
@@ -301,7 +330,9 @@ class Analyzer:
                 dets = self.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
                 bags = torch.from_numpy(np.stack([bag_of_objects(d) for d in dets])).to(self.device)
             t4 = time.perf_counter()
-            with torch.inference_mode(), self._autocast():
+            if self.int8 is not None:  # None during the warm-up
+                self.int8.before_batch(len(frames))
+            with torch.inference_mode(), self.classifier_autocast():
                 x = self._normalise(np.stack(frames), 1.0 / 255.0)
                 if backgrounds is not None:  # the foreground layout of models.nets.two_stream: the means cancel
                     x = x.sub_(self._normalise(backgrounds, 1.0 / 255.0))

@@ -85,3 +85,19 @@ def test_flows_of_several_cameras_in_parallel_equal_one_by_one():
     assert all(f[..., 2].mean() > 0 for f in together)  # real motion (channel 2: |flow|)
     assert not np.array_equal(together[0], together[3])  # and each camera its own
     a.close()
+
+
+def test_compare_precisions_states_auto_against_the_fastest_variant_within_tolerance():
+    from pvad import samples
+    from pvad.bench.server import compare_precisions
+    from pvad.hardware import resolve_precision
+
+    tiny = {"device": "cpu", "detector": {"backend": "none"},
+            "classifier": {"backbone": "tiny", "hidden": 16, "bag": False, "pretrained": "never"}}
+    r = compare_precisions(source=samples.default_video(), cameras=1, frames=6, batch=2, analysis=tiny)
+    p = r["profiles"]["custom"]
+    assert {"fp32", "fp32+int8"} <= set(p["variants"]) and r["auto"] == resolve_precision("auto", "cpu")[0]
+    int8 = p["variants"]["fp32+int8"]["vs_fp32"]
+    assert int8["frames_compared"] == 3 and int8["features_max_rel_err"] > 0  # int8 ran, on frames it did not calibrate on
+    assert p["variants"][p["fastest_within_tolerance"]]["within_tolerance"]
+    assert p["auto_vs_fastest"] > 0

@@ -6,8 +6,11 @@ The networks are also timed alone (best batched time per frame for the decoder, 
 two-stream classifier, plus flow); **pipeline efficiency** = that sum / the server's measured time
 per frame (1.0 = orchestration, transport and Python cost nothing). **batch_speedup** = frames/s at
 the largest batch over frames/s at batch 1. Every analyzer warms up its batch shapes before the clock
-starts (`batching.warmup`). With a reduced `--precision`, each profile also reports the largest
-|σ - σ_fp32| on the same frames and whether it is within `TOLERANCE`.
+starts (`batching.warmup`). With a reduced `--precision` (or `--int8` classifier trunks, calibrated on
+the benchmark's own frames before the clock starts), each profile also reports the largest |σ - σ_fp32|
+and the largest relative error of the head's input features on the same frames, and whether both are
+within tolerance. `--compare-precisions` runs every variant this CPU allows and states `auto` against
+the fastest one within tolerance.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ NORMALITY_LEARNING = 20  # frames each benchmark camera learns from before its n
 BENCH_NORMALITY = {"fusion": "max", "learning_frames": NORMALITY_LEARNING, "min_frames": 10}
 
 
-def profiles(precision: str = "fp32") -> dict[str, dict]:
+def profiles(precision: str = "fp32", int8: bool = False) -> dict[str, dict]:
     """The paper profile (2x ResNet-50 + bag of objects, P §3) and a CPU profile (MobileNetV3). The
     detector is YOLO-Fastest 1.1 at 320 px (xl for the paper profile, the plain one for the CPU
     profile) through the batched torch runtime when its files are there, else HOG."""
@@ -63,14 +66,32 @@ def profiles(precision: str = "fp32") -> dict[str, dict]:
     # Both σ sources run (fusion max), and each camera scores against a normality model after its first
     # NORMALITY_LEARNING frames, so the normality stage is timed as it runs for a scoring camera.
     normality = BENCH_NORMALITY
+    quant = {"quantization": {"classifier": "int8", "calibration_frames": INT8_CALIBRATION}} if int8 else {}
     return {
         "paper": {"device": "auto", "precision": precision, "detector": detector("yolo-fastest-1.1-xl"),
                   "classifier": {"backbone": "resnet50", "streams": 2, "bag": True, "hidden": 4096, "pretrained": "never"},
-                  "normality": normality},
+                  "normality": normality, **quant},
         "cpu": {"device": "auto", "precision": precision, "detector": detector("yolo-fastest-1.1"),
                 "classifier": {"backbone": "mobilenet_v3_small", "streams": 2, "bag": True, "hidden": 1024,
-                               "pretrained": "never"}, "normality": normality},
+                               "pretrained": "never"}, "normality": normality, **quant},
     }
+
+
+INT8_CALIBRATION = 16  # frames of the benchmark's own video that calibrate int8 trunks before the clock starts
+
+
+def calibrate(analyzer: Analyzer, latents: list) -> None:
+    """Run int8 trunks' calibration on real frames (one camera) and wait for the int8 swap: the clock then
+    times the int8 steady state, not the fp32 calibration period."""
+    from analysis_server.validate import Payload
+
+    if analyzer.int8 is None:
+        return
+    flow = analyzer.new_camera_flow()
+    for i, z in enumerate(latents[: analyzer.int8.calibration_frames]):
+        p = Payload("calibration", i, 0, latent=decode_latent(z, expected_shape=LATENT_SHAPE), encoder_id=z.encoder_id)
+        analyzer.executor.submit(analyzer.analyze, [(flow, p)]).result()
+    analyzer.executor.submit(analyzer.int8.wait_ready).result()
 
 
 def _latents(source: Path, n: int) -> list:
@@ -117,7 +138,7 @@ def isolated_ms(analyzer: Analyzer, latents: list, batch: int) -> dict[str, floa
         x = analyzer._normalise(rgb, 1.0 / 255.0)
         fl = x if analyzer.classifier.streams == 2 else None
         bag = torch.zeros(len(z), 80, device=dev) if analyzer.classifier.use_bag else None
-        with torch.inference_mode(), analyzer._autocast():
+        with torch.inference_mode(), analyzer.classifier_autocast():
             classifier = best(lambda: analyzer.classifier(x, fl, bag))
     return {**out, "detector": round(detector, 2), "classifier": round(classifier, 2)}
 
@@ -140,27 +161,36 @@ def _scoring_cameras(analyzer: Analyzer, states: list, rgb: np.ndarray, eid: str
     return lambda: analyzer._per_camera_list(lambda s, fp: analyzer._normality(s, *fp), states, pairs)
 
 
-def precision_error(prof: dict, latents: list, precision: str) -> dict[str, float]:
-    """What `precision` costs against fp32, same weights and frames (each after the first has real flow):
-    the largest |σ - σ_fp32|, and the largest relative L2 error of the joined features the head sees
-    (an untrained head gives nearly constant σ, so σ alone would hide a backbone that went wrong)."""
+def precision_error(prof: dict, latents: list) -> dict[str, float]:
+    """What the profile's precision (and int8 trunks) cost against plain fp32, same weights and frames (each
+    after the first has real flow): the largest |σ - σ_fp32|, and the largest relative L2 error of the joined
+    features the head sees (an untrained head gives nearly constant σ, so σ alone would hide a backbone that
+    went wrong). int8 trunks calibrate on the first frames and are compared on the others only."""
     from analysis_server.validate import Payload
 
     sig, feats = {}, {}
-    for p in ("fp32", precision):
-        cfg = AnalysisConfig.model_validate({**prof, "precision": p, "batching": {"max_batch": 8, "warmup": False}})
+    plain = {**prof, "precision": "fp32", "quantization": {"classifier": "none"}}
+    start = 0
+    for name, p in (("fp32", plain), ("reduced", prof)):
+        cfg = AnalysisConfig.model_validate({**p, "batching": {"max_batch": 8, "warmup": False}})
         a = Analyzer(cfg, DecoderConfig(untrained_seeds=[]))
         seen: list[torch.Tensor] = []
         hook = a.classifier.head.register_forward_hook(lambda m, inp, out, seen=seen: seen.append(inp[0].detach().float()))
         flow = a.new_camera_flow()
         payloads = [Payload("c", i, 0, latent=decode_latent(z, expected_shape=LATENT_SHAPE), encoder_id=z.encoder_id)
                     for i, z in enumerate(latents)]
-        sig[p] = np.array([a.analyze([(flow, pl)])[0] for pl in payloads])
+        out = []
+        for i, pl in enumerate(payloads):
+            if a.int8 is not None and a.int8.state != "int8" and i >= min(a.int8.calibration_frames, len(payloads) // 2):
+                a.int8.wait_ready()  # calibrated on at most the first half
+                start = i  # the first frame the int8 trunks score
+            out.append(a.analyze([(flow, pl)])[0])
         hook.remove()
-        feats[p] = torch.cat(seen)
-    rel = (feats[precision] - feats["fp32"]).norm(dim=1) / feats["fp32"].norm(dim=1).clamp_min(1e-12)
-    return {"sigma_max_abs_err": float(np.abs(sig[precision] - sig["fp32"]).max()),
-            "features_max_rel_err": float(rel.max())}
+        a.close()
+        sig[name], feats[name] = np.array(out), torch.cat(seen)
+    rel = (feats["reduced"][start:] - feats["fp32"][start:]).norm(dim=1) / feats["fp32"][start:].norm(dim=1).clamp_min(1e-12)
+    return {"sigma_max_abs_err": float(np.abs(sig["reduced"][start:] - sig["fp32"][start:]).max()),
+            "features_max_rel_err": float(rel.max()), "frames_compared": len(latents) - start}
 
 
 async def _serve_and_stream(analyzer: Analyzer, cfg: ServerConfig, pki: dict, latents: list, cameras: int) -> tuple[float, float]:
@@ -187,10 +217,18 @@ async def _serve_and_stream(analyzer: Analyzer, cfg: ServerConfig, pki: dict, la
 
 
 TOLERANCE = 0.02  # the largest |σ - σ_fp32| we accept from a reduced precision
+# ... and the largest relative error of the head's input features: an untrained head gives a nearly constant σ,
+# which would pass a backbone whose int8 conversion went wrong (seen: MobileNetV3 without ImageNet weights)
+FEATURE_TOLERANCE = 0.1
+
+
+def within_tolerance(err: dict[str, float]) -> bool:
+    return err["sigma_max_abs_err"] <= TOLERANCE and err["features_max_rel_err"] <= FEATURE_TOLERANCE
 
 
 def bench_server(*, source: Path, cameras: int = 8, frames: int = 24, batches: tuple[int, ...] = (1, 4, 8),
-                 precision: str = "fp32", only: list[str] | None = None, analysis: dict | None = None) -> dict:
+                 precision: str = "fp32", int8: bool = False, only: list[str] | None = None,
+                 analysis: dict | None = None) -> dict:
     with ThreadPoolExecutor(1) as once:  # the camera's encoder on a thread of its own (see Analyzer.executor)
         latents = once.submit(_latents, source, frames).result()
     work = Path(tempfile.mkdtemp(prefix="pvad-bench-server-"))
@@ -198,17 +236,21 @@ def bench_server(*, source: Path, cameras: int = 8, frames: int = 24, batches: t
     s = pki["server"]
     if analysis and "normality" not in analysis:  # a custom profile is timed like the built-in ones
         analysis = {**analysis, "normality": BENCH_NORMALITY}
-    chosen = {"custom": analysis} if analysis else {k: v for k, v in profiles(precision).items() if not only or k in only}
+    if analysis and int8:
+        analysis = {**analysis, "quantization": {"classifier": "int8", "calibration_frames": INT8_CALIBRATION}}
+    chosen = ({"custom": analysis} if analysis else
+              {k: v for k, v in profiles(precision, int8).items() if not only or k in only})
     from pvad.hardware import cpu_flags, reported_flags
 
     out: dict = {"cameras": cameras, "frames_per_camera": len(latents), "precision": precision,
-                 "cpu_flags": reported_flags(cpu_flags()), "profiles": {}}
+                 "classifier_int8": int8, "cpu_flags": reported_flags(cpu_flags()), "profiles": {}}
     for name, prof in chosen.items():
         per_batch = {}
         isolated = None
         for b in batches:
             acfg = AnalysisConfig.model_validate({**prof, "batching": {"max_batch": b, "max_wait_ms": 5}})
             analyzer = Analyzer(acfg, DecoderConfig(untrained_seeds=[]))  # warms up every batch size <= b
+            calibrate(analyzer, latents)
             cfg = ServerConfig(listen="127.0.0.1:0", tls=ServerTLS(ca=s.ca, cert=s.cert, key=s.key), analysis=acfg,
                                event_log=EventLogConfig(path=work / f"{name}-{b}.sqlite"),
                                limits={"max_streams_per_camera": 2})
@@ -219,6 +261,7 @@ def bench_server(*, source: Path, cameras: int = 8, frames: int = 24, batches: t
                 isolated = analyzer.executor.submit(isolated_ms, analyzer, latents, b).result()  # its networks' thread
             analyzer.close()  # its thread and OpenMP team go: the next analyzer runs alone
         top = per_batch[max(batches)]
+        resolved = analyzer.precision
         ideal = sum(isolated.values())
         out["profiles"][name] = {
             "fps": top["fps"],
@@ -227,13 +270,52 @@ def bench_server(*, source: Path, cameras: int = 8, frames: int = 24, batches: t
             "isolated_ms": isolated,
             "pipeline_efficiency": round(ideal / (1000.0 / top["fps"]), 3),
             "batch_speedup": round(top["fps"] / per_batch[min(batches)]["fps"], 3),
+            "precision": resolved,
         }
-        if prof.get("precision", "fp32") != "fp32":
-            err = precision_error(prof, latents, prof["precision"])
+        if resolved != "fp32" or prof.get("quantization", {}).get("classifier", "none") != "none":
+            err = precision_error({**prof, "precision": resolved}, latents)
             out["profiles"][name]["vs_fp32"] = {k: round(v, 4) for k, v in err.items()}
-            out["profiles"][name]["within_tolerance"] = err["sigma_max_abs_err"] <= TOLERANCE
-    out["tolerance"] = TOLERANCE
+            out["profiles"][name]["within_tolerance"] = within_tolerance(err)
+    out["tolerance"] = {"sigma": TOLERANCE, "features_rel": FEATURE_TOLERANCE}
     first = next(iter(out["profiles"].values()))
     out["pipeline_efficiency"] = first["pipeline_efficiency"]
     out["batch_speedup"] = first["batch_speedup"]
     return out
+
+
+def compare_precisions(*, source: Path, cameras: int = 8, frames: int = 24, batch: int = 8,
+                       only: list[str] | None = None, analysis: dict | None = None) -> dict:
+    """Each precision/runtime this CPU allows (fp32, bf16 where it is not emulated, either with int8
+    classifier trunks), at one batch size: frames/s, the error against fp32, and how `auto` (which never
+    turns int8 on) compares with the fastest variant within tolerance. `auto` resolves to one of the
+    variants measured here, so its figure is that variant's."""
+    from pvad.errors import ConfigError
+    from pvad.hardware import resolve_precision
+
+    precisions = ["fp32"]
+    try:
+        resolve_precision("bf16", "cpu")
+        precisions.append("bf16")
+    except ConfigError:
+        pass
+    auto, why = resolve_precision("auto", "cpu")
+    runs = {}
+    for p in precisions:
+        for int8 in (False, True):
+            runs[p + ("+int8" if int8 else "")] = bench_server(source=source, cameras=cameras, frames=frames,
+                                                               batches=(batch,), precision=p, int8=int8, only=only,
+                                                               analysis={**analysis, "precision": p} if analysis else None)
+    out: dict = {"batch": batch, "auto": auto, "auto_why": why, "cpu_flags": runs["fp32"]["cpu_flags"],
+                 "tolerance": {"sigma": TOLERANCE, "features_rel": FEATURE_TOLERANCE}, "profiles": {}}
+    for name in runs["fp32"]["profiles"]:
+        rows = {}
+        for v, r in runs.items():
+            prof = r["profiles"][name]
+            rows[v] = {"fps": prof["fps"], "within_tolerance": prof.get("within_tolerance", True),
+                       **({"vs_fp32": prof["vs_fp32"]} if "vs_fp32" in prof else {})}
+        ok = {v: r["fps"] for v, r in rows.items() if r["within_tolerance"]}
+        fastest = max(ok, key=ok.get)
+        out["profiles"][name] = {"variants": rows, "fastest_within_tolerance": fastest,
+                                 "auto_vs_fastest": round(rows[auto]["fps"] / ok[fastest], 3)}
+    return out
+

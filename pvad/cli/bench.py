@@ -68,10 +68,17 @@ def _cmd_bench_e2e(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_server(args: argparse.Namespace) -> int:
-    from pvad.bench.server import bench_server
+    from pvad.bench.server import bench_server, compare_precisions
 
-    result = bench_server(source=bench_source(args), cameras=args.cameras, frames=args.frames,
-                          batches=tuple(args.batch or (1, 4, 8)), precision=args.precision, only=args.profile)
+    if args.compare_precisions:
+        if args.int8 or args.precision != "fp32" or (args.batch and len(args.batch) > 1):
+            raise SystemExit("--compare-precisions runs every precision itself, at one --batch (default 8)")
+        result = compare_precisions(source=bench_source(args), cameras=args.cameras, frames=args.frames,
+                                    batch=(args.batch or [8])[0], only=args.profile)
+    else:
+        result = bench_server(source=bench_source(args), cameras=args.cameras, frames=args.frames,
+                              batches=tuple(args.batch or (1, 4, 8)), precision=args.precision, int8=args.int8,
+                              only=args.profile)
     print_result(result, args.json)
     return 0
 
@@ -89,7 +96,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--cameras", type=int, default=8)
     b.add_argument("--frames", type=int, default=24, help="frames per camera")
     b.add_argument("--batch", type=int, action="append", help="max batch sizes (default 1, 4, 8)")
-    b.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    b.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32")
+    b.add_argument("--int8", action="store_true", help="int8 classifier trunks (analysis.quantization), calibrated first")
+    b.add_argument("--compare-precisions", action="store_true",
+                   help="fp32, bf16 (where not emulated), each with and without int8: fps, error, auto vs the fastest")
     b.add_argument("--profile", action="append", choices=["paper", "cpu"], help="default: both")
     b.add_argument("--source")
     b.add_argument("--json", action="store_true")

@@ -62,6 +62,14 @@ class BatchingConfig(Section):
     )
 
 
+class QuantizationConfig(Section):
+    classifier: Literal["none", "int8"] = Field(
+        "none", description="int8: the classifier's backbone trunks run int8 on a CPU (PyTorch x86 backend), "
+        "calibrated on the first calibration_frames frames the server analyses (analysis_server/quantize.py)"
+    )
+    calibration_frames: int = Field(64, ge=1, le=100_000, description="frames observed in fp32 before the switch to int8")
+
+
 class AnalysisConfig(Section):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; null = all cores")
@@ -75,6 +83,7 @@ class AnalysisConfig(Section):
         None, description="bag-of-objects detector; null = none for a classifier without a bag, OpenCV HOG for one with"
     )
     batching: BatchingConfig = BatchingConfig()
+    quantization: QuantizationConfig = QuantizationConfig()
     normality: NormalityConfig = NormalityConfig()
 
     @model_validator(mode="after")
