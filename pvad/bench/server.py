@@ -106,11 +106,17 @@ def isolated_ms(analyzer: Analyzer, latents: list, batch: int) -> dict[str, floa
     z = torch.from_numpy(np.stack([decode_latent(l, expected_shape=LATENT_SHAPE) for l in latents[:batch]])).to(dev)
     dec = analyzer.decoders.decoders[eid]
 
+    def sync() -> None:  # CUDA runs asynchronously: time the work, not its launch
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
     def best(fn) -> float:
         times = []
         for _ in range(3):
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             times.append(time.perf_counter() - t0)
         return 1000.0 * min(times) / len(z)
 

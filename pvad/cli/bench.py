@@ -83,6 +83,19 @@ def _cmd_bench_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_gpu(args: argparse.Namespace) -> int:
+    from pvad.bench.gpu import NoCuda, bench_gpu
+
+    try:
+        result = bench_gpu(source=bench_source(args), device=args.device, precisions=tuple(args.precision or ("fp16", "bf16")),
+                           e2e_cameras=args.e2e_cameras, budget_s=args.budget, workdir=Path(args.workdir))
+    except NoCuda as e:
+        log.error("%s", e)
+        return 2
+    print_result(result, args.json)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("bench", help="benchmarks: figures and ratios")
     bsub = c.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
@@ -104,6 +117,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--source")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench_server)
+    b = bsub.add_parser("gpu", help="paper profile on CUDA: networks per batch 1-64, server at 8-64 cameras, e2e "
+                        "latency, classifier and DP training steps, in under 5 minutes")
+    b.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu to run the same code on a CPU")
+    b.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16"], help="default: fp16 and bf16")
+    b.add_argument("--e2e-cameras", type=int, default=32, help="camera processes for the latency part (0: skip it)")
+    b.add_argument("--budget", type=float, default=290.0, help="seconds; parts not started by then are skipped")
+    b.add_argument("--source")
+    b.add_argument("--workdir", default=".pvad/bench-gpu")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_gpu)
     b = bsub.add_parser("e2e", help="capture-to-score latency p50/p95/p99 and throughput, camera processes over mTLS")
     b.add_argument("--cameras", type=int, default=4)
     b.add_argument("--fps", type=float, default=10.0, help="frames/s per camera (real time)")
