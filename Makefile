@@ -18,10 +18,14 @@ demo: $(STAMP)
 	$(BIN)/pvad demo $(ARGS)
 
 # Services the tests use, from Debian's packages where this is root (CI is); without them those tests skip.
+# The dashboard's browser tests drive Debian's chromium with Playwright (which never downloads a browser here).
 services:
 	@if [ "$$(id -u)" = 0 ] && ! command -v mosquitto >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
 	  (apt-get update -qq && apt-get install -y -qq mosquitto) >/dev/null 2>&1 \
 	    || echo "could not install mosquitto: the MQTT tests will skip"; fi
+	@if [ "$$(id -u)" = 0 ] && ! [ -x /usr/lib/chromium/chromium ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	    || echo "could not install chromium: the dashboard's browser tests will skip"; fi
 
 test: $(STAMP) services
 	$(BIN)/python -m pytest -q

@@ -2,13 +2,15 @@
 
 Generates a development CA and certificates in the work dir, starts the analysis server on a free
 port, subscribes to its alarm stream, streams a real sample video through the camera's anonymizer,
-prints scores and alarms as they happen, and returns a summary.
+prints scores and alarms as they happen, and returns a summary. With ``web.enabled`` (the default) the
+operator dashboard runs too: a fresh ``demo`` admin user each run, its URL and password printed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import statistics
 import sys
 import time
@@ -27,6 +29,7 @@ from pvad.config import (
     EventLogConfig,
     ServerConfig,
     ServerTLS,
+    WebConfig,
     decoders_for,
 )
 from pvad.subscriber import describe, follow_alarms
@@ -86,6 +89,20 @@ def fit_learning_period(cfg: DemoConfig, source: Path | str) -> DemoConfig:
     return cfg.model_copy(update={"analysis": cfg.analysis.model_copy(update={"normality": norm})})
 
 
+def demo_user(server: ServerConfig) -> str:
+    """A fresh `demo` admin user in the demo's users file; returns its password (also in workdir/web-password)."""
+    from analysis_server.web.auth import add_user
+
+    password = secrets.token_urlsafe(12)
+    server.web.users_file.unlink(missing_ok=True)
+    add_user(server.web.users_file, "demo", password, "admin")
+    secret = server.web.users_file.with_name("web-password")
+    secret.unlink(missing_ok=True)
+    secret.touch(mode=0o600)
+    secret.write_text(password + "\n")
+    return password
+
+
 def build_configs(cfg: DemoConfig, *, source: Path | str, pki: dict) -> tuple[ServerConfig, CameraConfig, ClientTLS]:
     server_paths, cam_paths = pki["server"], pki[f"camera/{cfg.camera_id}"]
     sub_paths = pki[f"subscriber/{SUBSCRIBER}"]
@@ -102,6 +119,8 @@ def build_configs(cfg: DemoConfig, *, source: Path | str, pki: dict) -> tuple[Se
         analysis=cfg.analysis,
         scoring=cfg.scoring,
         event_log=EventLogConfig(path=events),
+        web=WebConfig(enabled=cfg.web.enabled, listen=cfg.web.listen, users_file=cfg.workdir / "web-users.json",
+                      session_secret_file=cfg.workdir / "web-secret"),
     )
     camera = CameraConfig(
         camera_id=cfg.camera_id,
@@ -128,8 +147,12 @@ async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, An
     pki = make_dev_pki(cfg.workdir / "certs", cameras=[cfg.camera_id], subscribers=[SUBSCRIBER])
     server_cfg, camera_cfg, sub_tls = build_configs(cfg, source=source, pki=pki)
 
+    password = demo_user(server_cfg) if server_cfg.web.enabled else None
     running = await start_server(server_cfg)
     address = f"127.0.0.1:{running.port}"
+    if running.web is not None:
+        print(f"dashboard: {running.web.url}  (user demo, password {password}; also in "
+              f"{server_cfg.web.users_file.with_name('web-password')})", file=out, flush=True)
     camera_cfg = camera_cfg.model_copy(update={"server": address})
     events: list[pvad_pb2.AlarmEvent] = []
     subscribed = asyncio.Event()
@@ -150,6 +173,9 @@ async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, An
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline and sum(e.kind == pvad_pb2.SCORE for e in events) < report.stream.accepted:
             await asyncio.sleep(0.05)
+        if running.web is not None and cfg.web.hold_s:
+            print(f"dashboard: serving for {cfg.web.hold_s:.0f} s more on {running.web.url}", file=out, flush=True)
+            await asyncio.sleep(cfg.web.hold_s)
     finally:
         sub_task.cancel()
         try:
@@ -197,6 +223,7 @@ async def run_demo(cfg: DemoConfig, *, out: TextIO = sys.stdout) -> dict[str, An
         "wire_bytes_per_frame": round(report.wire_bytes),
         "server_ms_per_frame": stages,
         "untrained": untrained,
+        "dashboard_url": running.web.url if running.web is not None else None,
         "wall_seconds": round(time.perf_counter() - t_start, 2),
     }
     return summary

@@ -20,11 +20,12 @@ from pvad.cli import (
     protos,
     run,
     train,
+    users,
 )
 from pvad.errors import PvadError
 from pvad.logs import setup_logging
 
-GROUPS = (certs, run, learn, config, protos, train, export, evaluate, bench, models, data)
+GROUPS = (certs, run, learn, config, protos, train, export, evaluate, bench, models, data, users)
 
 
 def build_parser() -> argparse.ArgumentParser:

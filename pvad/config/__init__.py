@@ -57,6 +57,7 @@ from pvad.config.camera import (
 )
 from pvad.config.demo import (
     DemoConfig,
+    DemoWeb,
 )
 from pvad.config.detectors import (
     DarknetDetector,
@@ -129,6 +130,7 @@ __all__ = [
     "DarknetDetector",
     "DecoderConfig",
     "DemoConfig",
+    "DemoWeb",
     "DetectorConfig",
     "DpEncoderAnonymizer",
     "EdgeAnonymizer",

@@ -17,6 +17,14 @@ from pvad.config.normality import NormalityConfig
 from pvad.config.scoring import ScoringConfig
 
 
+class DemoWeb(Section):
+    """The operator dashboard during the demo: a fresh `demo` admin user each run (its password printed)."""
+
+    enabled: bool = Field(True, description="serve the dashboard and print its URL")
+    listen: str = Field("127.0.0.1:0", description="host:port (loopback; port 0 picks a free one)")
+    hold_s: float = Field(0.0, ge=0.0, le=86_400.0, description="keep serving this long after the camera's last frame")
+
+
 class DemoConfig(Section):
     """The embedded default: both ends on this machine, certificates generated into `workdir`."""
 
@@ -38,3 +46,4 @@ class DemoConfig(Section):
         description="the camera's normality model, learnt from the first 150 frames, scores the rest (fusion normality)",
     )
     scoring: ScoringConfig = ScoringConfig()
+    web: DemoWeb = DemoWeb()
