@@ -72,3 +72,10 @@ def test_sessions_expire_and_depend_on_the_key(tmp_path):
     (tmp_path / "short").write_bytes(b"123")
     with pytest.raises(Exception, match="web.session_secret_file"):
         load_secret(tmp_path / "short")
+
+
+def test_bench_web_is_a_bench_command():
+    from pvad.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "web", "--json", "--no-process", "--tiles", "4"])
+    assert args.func.__name__ == "_cmd_bench_web" and args.tiles == 4 and args.no_process and args.json

@@ -120,10 +120,13 @@ class EventStreams:
         if ev.kind == pvad_pb2.SCORE:
             self.metrics.events_sent.labels("score").inc()
             cam = self.live.cameras.get(ev.camera_id)
+            # age_ms: since the camera's last frame reached the server (the page's offline clock starts there)
+            age = self.live.clock() - cam.arrivals[-1] if cam is not None and cam.arrivals else None
             return message("score", {
                 "camera": ev.camera_id, "seq": ev.seq, "score": round(ev.score, 4), "sigma": round(ev.confidence, 4),
                 "normality": round(ev.normality_score, 4), "phase": _PHASES.get(ev.phase),
                 "t": ev.time.ToMilliseconds(), "frames": cam.frames if cam is not None else None,
+                "age_ms": round(1000 * age) if age is not None else None,
             })
         acks = await asyncio.to_thread(self.hub.log.acks_for, [ev.event_id])
         self.metrics.events_sent.labels("alarm").inc()

@@ -96,6 +96,15 @@ def _cmd_bench_gpu(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_web(args: argparse.Namespace) -> int:
+    from pvad.bench.web import bench_web
+
+    result = asyncio.run(bench_web(Path(args.workdir), cameras=args.cameras, fps=args.fps, seconds=args.seconds,
+                                   alarms=args.alarms, tiles=args.tiles, process=not args.no_process))
+    print_result(result, args.json)
+    return 0 if all(result["targets"].values()) else 1
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("bench", help="benchmarks: figures and ratios")
     bsub = c.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
@@ -170,4 +179,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--workdir", default=".pvad/bench-load")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench_load)
+    b = bsub.add_parser("web", help="operator dashboard targets in Debian's Chromium (delays, acks, tiles, SIGTERM)")
+    b.add_argument("--cameras", type=int, default=3)
+    b.add_argument("--fps", type=float, default=10.0, help="frames/s per camera (real time)")
+    b.add_argument("--seconds", type=float, default=10.0, help="how long score delays are collected")
+    b.add_argument("--alarms", type=int, default=5, help="alarms raised and acknowledged")
+    b.add_argument("--tiles", type=int, default=8, help="cameras on the page for the tiles figure")
+    b.add_argument("--no-process", action="store_true", help="skip the `pvad server` process (SIGKILL, SIGTERM)")
+    b.add_argument("--workdir", default=".pvad/bench-web")
+    b.add_argument("--json", action="store_true", help="one JSON line")
+    b.set_defaults(func=_cmd_bench_web)
 

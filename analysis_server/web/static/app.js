@@ -74,7 +74,7 @@ function tile(camera) {
   const list = $("#tiles");
   const after = [...list.children].find((c) => c.dataset.camera > camera);
   list.insertBefore(el, after || null);
-  t = { el, chart: new ScoreChart($(".chart", el)), live: null, lastSeen: null, offlineAfter: 3000 };
+  t = { el, chart: new ScoreChart($(".chart", el)), live: null, lastSeen: null, offlineAfter: 3000, offTimer: null };
   tiles.set(camera, t);
   return t;
 }
@@ -85,6 +85,7 @@ function applyState(s) {
   t.offlineAfter = s.offline_after_s * 1000;
   if (s.state === "offline") t.lastSeen = null;
   else if (s.age_s !== null) t.lastSeen = Math.max(t.lastSeen || 0, Date.now() - s.age_s * 1000);
+  armOffline(t);
   el.dataset.state = s.state;
   el.dataset.alarm = String(s.alarm && s.state !== "offline");
   $(".state", el).textContent = s.state;
@@ -100,7 +101,8 @@ function applyScore(d) {
   if (stats.delays.length > 20000) stats.delays.splice(0, 10000);
   const t = tile(d.camera);
   const el = t.el;
-  t.lastSeen = Date.now();
+  t.lastSeen = Math.max(t.lastSeen || 0, Date.now() - (d.age_ms || 0));
+  armOffline(t);
   if (d.frames !== null) $(".frames", el).textContent = d.frames;
   $(".score", el).textContent = `s ${d.score.toFixed(2)}`;
   $(".sigma", el).textContent = d.sigma.toFixed(2);
@@ -111,19 +113,20 @@ function applyScore(d) {
   t.chart.push(d.t, d.sigma, d.score);
 }
 
-// A camera that stops sending shows offline here as soon as its time is up, between two state events.
-setInterval(() => {
-  const now = Date.now();
-  for (const t of tiles.values()) {
-    if (t.lastSeen !== null && now - t.lastSeen > t.offlineAfter && t.el.dataset.state !== "offline") {
-      t.el.dataset.state = "offline";
-      t.el.dataset.alarm = "false";
-      $(".state", t.el).textContent = "offline";
-      $(".fps", t.el).textContent = "0.0";
-      t.lastSeen = null;
-    }
-  }
-}, 50);
+// A camera that stops sending shows offline here when its time is up (twice its frame interval + 1 s after
+// its last frame reached the server), not at the next state event.
+function armOffline(t) {
+  clearTimeout(t.offTimer);
+  if (t.lastSeen === null) return;
+  t.offTimer = setTimeout(() => {
+    if (t.lastSeen === null || Date.now() - t.lastSeen < t.offlineAfter) return armOffline(t);
+    t.el.dataset.state = "offline";
+    t.el.dataset.alarm = "false";
+    $(".state", t.el).textContent = "offline";
+    $(".fps", t.el).textContent = "0.0";
+    t.lastSeen = null;
+  }, Math.max(0, t.lastSeen + t.offlineAfter - Date.now()) + 1);
+}
 
 // ---- live view (operators): a polled image, never a stream; the server refuses raw cameras ----
 function toggleLive(camera) {
