@@ -174,7 +174,25 @@ async def _frames_advance(page, cameras: list[str]) -> dict[str, int]:
     }""", cameras)
 
 
-async def _in_process(workdir: Path, *, cameras: int, fps: float, seconds: float, alarms: int, tiles: int) -> dict:
+async def _screenshots(browser, base: str, password: str, out_dir: Path, camera: str) -> dict:
+    """The dashboard at 1280x800 and 390x844 (an operator, one live view open) as PNGs in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {}
+    for w, h in ((1280, 800), (390, 844)):
+        page = await open_dashboard(browser, base, "bench-a", password, viewport=(w, h))
+        await page.click(f".tile[data-camera='{camera}'] .view")
+        await until(page, "() => [...document.querySelectorAll('.live img')].some(i => i.complete && i.naturalWidth)")
+        await asyncio.sleep(2.0)  # a couple of seconds of score lines
+        path = out_dir / f"dashboard-{w}x{h}.png"
+        await page.screenshot(path=str(path))
+        result[path.name] = {"horizontal_scroll": await page.evaluate(
+            "() => document.documentElement.scrollWidth > window.innerWidth")}
+        await page.context.close()
+    return result
+
+
+async def _in_process(workdir: Path, *, cameras: int, fps: float, seconds: float, alarms: int, tiles: int,
+                      screenshots: Path | None = None) -> dict:
     from playwright.async_api import async_playwright
 
     from analysis_server.service import build_analyzer, start_server
@@ -232,6 +250,10 @@ async def _in_process(workdir: Path, *, cameras: int, fps: float, seconds: float
                 acked.append(max(seen) - t1)
                 await asyncio.sleep(0.2)
             texts = [await t.text_content(f"#alarms li[data-id='{eids[-1]}'] .acked") for t in tabs]
+            if screenshots is not None:  # one alarm left to acknowledge on the pictures
+                await srv.hub.publish_alarm(camera_id=names[0], kind=pvad_pb2.ALARM_RAISED, seq=alarms, score=0.8,
+                                            confidence=0.95)
+                out["screenshots"] = await _screenshots(browser, base, password, screenshots, names[0])
             audit = await asyncio.to_thread(srv.hub.log.audit_rows)
             out["alarm_visible_ms"] = _pct(visible)
             out["ack_all_tabs_ms"] = _pct(acked)
@@ -336,13 +358,16 @@ async def _process(workdir: Path) -> dict:
 
 
 async def bench_web(workdir: Path, *, cameras: int = 3, fps: float = 10.0, seconds: float = 10.0, alarms: int = 5,
-                    tiles: int = 8, process: bool = True) -> dict:
+                    tiles: int = 8, process: bool = True, screenshots: Path | None = None) -> dict:
+    """Every figure in one dict; ``targets`` says which of the issue's targets each run met. With
+    `screenshots`, the dashboard at 1280x800 and 390x844 is saved there (docs/dashboard-*.png)."""
     if find_chromium() is None:
         raise RuntimeError("no system Chromium: apt-get install chromium (make services does, as root)")
     t0 = time.perf_counter()
     out = {"cameras": cameras, "fps_per_camera": fps, "chromium": subprocess.run(
         [find_chromium(), "--version"], capture_output=True, text=True).stdout.strip(), "cpus": os.cpu_count()}
-    out.update(await _in_process(workdir, cameras=cameras, fps=fps, seconds=seconds, alarms=alarms, tiles=tiles))
+    out.update(await _in_process(workdir, cameras=cameras, fps=fps, seconds=seconds, alarms=alarms, tiles=tiles,
+                                 screenshots=screenshots))
     if process:
         out.update(await _process(workdir))
     out["targets"] = {
@@ -360,6 +385,8 @@ async def bench_web(workdir: Path, *, cameras: int = 3, fps: float = 10.0, secon
     if process:
         out["targets"]["sigterm_lt_3s"] = out["sigterm_exit_s_with_3_tabs"] < 3.0
         out["targets"]["kill9_restart_every_id_once"] = out["after_kill_restart_every_id_once"]
+    if screenshots is not None:
+        out["targets"]["phone_no_horizontal_scroll"] = not out["screenshots"]["dashboard-390x844.png"]["horizontal_scroll"]
     out["wall_seconds"] = round(time.perf_counter() - t0, 1)
     return out
 

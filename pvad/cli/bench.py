@@ -100,7 +100,8 @@ def _cmd_bench_web(args: argparse.Namespace) -> int:
     from pvad.bench.web import bench_web
 
     result = asyncio.run(bench_web(Path(args.workdir), cameras=args.cameras, fps=args.fps, seconds=args.seconds,
-                                   alarms=args.alarms, tiles=args.tiles, process=not args.no_process))
+                                   alarms=args.alarms, tiles=args.tiles, process=not args.no_process,
+                                   screenshots=Path(args.screenshots) if args.screenshots else None))
     print_result(result, args.json)
     return 0 if all(result["targets"].values()) else 1
 
@@ -186,6 +187,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--alarms", type=int, default=5, help="alarms raised and acknowledged")
     b.add_argument("--tiles", type=int, default=8, help="cameras on the page for the tiles figure")
     b.add_argument("--no-process", action="store_true", help="skip the `pvad server` process (SIGKILL, SIGTERM)")
+    b.add_argument("--screenshots", help="save the dashboard at 1280x800 and 390x844 here (dashboard-*.png)")
     b.add_argument("--workdir", default=".pvad/bench-web")
     b.add_argument("--json", action="store_true", help="one JSON line")
     b.set_defaults(func=_cmd_bench_web)

@@ -34,7 +34,7 @@ export class ScoreChart {
       cursor: { show: false },
       scales: { x: { time: true }, y: { range: [0, 1] } },
       axes: [
-        { size: 24, font: "10px system-ui", space: 70,
+        { size: 24, font: "10px system-ui", space: 70, incrs: [1, 2, 5, 10, 15, 30, 60],
           values: (u, splits) => splits.map((s) => new Date(s * 1000).toLocaleTimeString([], { hour12: false })) },
         { size: 30, font: "10px system-ui", splits: () => [0, 0.5, 1] },
       ],
