@@ -205,6 +205,7 @@ def test_none_camera_never_gets_a_view_whatever_accept_allows(pki, tmp_path, ana
             blur_view = await admin.get("/api/cameras/cam-1/view.jpg")
             cams = {c["camera"]: c for c in (await admin.get("/api/cameras")).json()["cameras"]}
             await admin.aclose()
+            assert srv.ingest.live.cameras["cam-2"].payload is None  # the raw frame is not even kept for a view
             return acks_raw, raw_view, blur_view, cams
         finally:
             await srv.stop(0)

@@ -31,7 +31,7 @@ class LiveCamera:
     sigma: float = 0.0
     alarm: bool = False
     anonymizer: str = ""
-    payload: Payload | None = None  # the last scored frame's payload
+    payload: Payload | None = None  # the last scored frame's payload (never a raw one: anonymizer none)
 
     def interval(self) -> float | None:
         """Median time between the recent frames; None before two frames."""
@@ -103,7 +103,8 @@ class LiveCameras:
         cam = self._get(payload.camera_id)
         cam.frames += 1
         cam.phase, cam.score, cam.sigma, cam.alarm = phase, float(score), float(sigma), bool(alarm)
-        cam.payload = payload
+        raw = payload.latent is None and payload.anonymizer == "none"
+        cam.payload = None if raw else payload  # a raw frame is never kept for a live view
         return cam.frames
 
     def describe(self, camera_ids=None) -> list[dict]:
