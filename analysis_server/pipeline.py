@@ -277,7 +277,7 @@ class Analyzer:
         return self._per_camera(lambda s, f: s.background.next(f), states, frames)
 
     @torch.inference_mode()
-    def _reconstruct(self, payloads: list[Payload]) -> list[np.ndarray]:
+    def reconstruct(self, payloads: list[Payload]) -> list[np.ndarray]:
         """RGB uint8 frames (H x W x 3) as the server sees them: decoded latents or received images."""
         frames: list[np.ndarray | None] = [p.image for p in payloads]
         by_encoder: dict[str, list[int]] = defaultdict(list)
@@ -310,7 +310,7 @@ class Analyzer:
         for state, p in items:
             if p.discontinuity:
                 state.reset()
-        frames = self._reconstruct([p for _, p in items])
+        frames = self.reconstruct([p for _, p in items])
         t1 = time.perf_counter()
         states = [s for s, _ in items]
         if self.classifier is not None:

@@ -114,8 +114,8 @@ class PatternAnalyzer:
     def new_camera_flow(self, *args):
         return self.real.new_camera_flow()
 
-    def _reconstruct(self, payloads):
-        return self.real._reconstruct(payloads)
+    def reconstruct(self, payloads):
+        return self.real.reconstruct(payloads)
 
     def analyze_frames(self, items):
         from analysis_server.pipeline import FrameResult

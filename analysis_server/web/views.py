@@ -1,7 +1,7 @@
 """Live views: a small JPEG of what the server analysed last for a camera, made in memory on request.
 
 The image is the decoder's reconstruction of the camera's last latent (the pipeline's own
-``_reconstruct``, on the analysis thread, so it is exactly what the networks saw) or the anonymized
+``reconstruct``, on the analysis thread, so it is exactly what the networks saw) or the anonymized
 image the camera sent. It is at most 320x240, encoded to JPEG in memory, cached per frame in memory
 only, and never written to disk. A frame whose anonymizer is ``none`` (a raw frame, which the server
 may accept for analysis) is never shown, whatever ``accept`` allows.
@@ -49,7 +49,7 @@ class ViewMaker:
         self._cache: dict[str, tuple[int, bytes]] = {}
 
     def _reconstruct(self, payload: Payload) -> np.ndarray:
-        return self.analyzer._reconstruct([payload])[0]  # the pipeline's own decoding: what the networks saw
+        return self.analyzer.reconstruct([payload])[0]  # the pipeline's own decoding: what the networks saw
 
     async def jpeg(self, payload: Payload) -> bytes:
         if payload.latent is None and (payload.anonymizer == "none" or payload.image is None):
