@@ -46,8 +46,7 @@ from pvad.config import (
     HogDetector,
 )
 from pvad.devices import resolve_device
-from pvad.errors import ConfigError
-from pvad.hardware import resolve_precision
+from pvad.hardware import resolve_int8, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -201,22 +200,24 @@ class Analyzer:
 
     def _int8_trunks(self, analysis: AnalysisConfig):
         q = analysis.quantization
-        if q.classifier == "none":
-            return None
         field = "analysis.quantization.classifier"
-        if self.classifier is None:
-            log.warning("%s: int8 not applied: no classifier runs (analysis.normality.fusion is normality)", field)
+        int8, why = resolve_int8(q.classifier, self.device.type, field=field)
+        if not int8:
+            if q.classifier == "auto" and self.classifier is not None:
+                log.info("%s auto: no int8 (%s)", field, why)
             return None
-        if self.device.type != "cpu":
-            raise ConfigError(f"{field}: int8 is for a CPU (PyTorch's x86 int8 kernels); this server runs on "
-                              f"{self.device.type}, where fp16/bf16 (analysis.precision) are the fast paths")
+        if self.classifier is None:
+            if q.classifier == "int8":
+                log.warning("%s: int8 not applied: no classifier runs (analysis.normality.fusion is normality)", field)
+            return None
         from analysis_server.quantize import Int8Trunks
 
         scale = self.classifier.input_scale
         example = torch.zeros(1, 3, round(FRAME_HEIGHT * scale), round(FRAME_WIDTH * scale))
-        trunks = Int8Trunks(self.classifier, calibration_frames=q.calibration_frames, example=example)
-        log.info("%s: int8 trunks after %d calibration frames (the head and the other networks stay at %s)",
-                 field, q.calibration_frames, self.precision)
+        trunks = Int8Trunks(self.classifier, calibration_frames=q.calibration_frames, example=example,
+                            keep_on_error=q.classifier == "int8")
+        log.info("%s %s: int8 trunks after %d calibration frames (%s; the head and the other networks stay at %s)",
+                 field, q.classifier, q.calibration_frames, why, self.precision)
         return trunks
 
     def close(self) -> None:

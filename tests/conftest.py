@@ -50,6 +50,7 @@ def tiny_analysis(**overrides) -> AnalysisConfig:
     base = dict(
         device="cpu",
         precision="fp32",  # the same arithmetic on every test machine, whatever its CPU offers
+        quantization={"classifier": "none"},  # likewise: no int8 trunks where the CPU has VNNI
         classifier=ClassifierConfig(backbone="tiny", hidden=32, bag=False, pretrained="never"),
         detector=NoDetector(),
         batching=BatchingConfig(max_batch=4, max_wait_ms=2),

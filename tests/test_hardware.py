@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pvad.errors import ConfigError
-from pvad.hardware import cpu_flags, reported_flags, resolve_precision
+from pvad.hardware import cpu_flags, reported_flags, resolve_int8, resolve_precision
 
 AVX2 = frozenset({"fpu", "sse4_2", "avx2", "fma"})  # an AMD EPYC Zen 3
 SPR = AVX2 | {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}  # a Sapphire Rapids
@@ -38,3 +38,14 @@ def test_flags_are_read_from_cpuinfo(tmp_path):
     assert cpu_flags(f) == {"fpu", "avx2", "fma", "avx512_bf16"}
     assert reported_flags(cpu_flags(f)) == ["avx2", "fma", "avx512_bf16"]
     assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_int8_auto_needs_int8_dot_products_and_never_runs_on_cuda():
+    assert resolve_int8("auto", "cpu", flags=AVX2)[0] is False
+    assert resolve_int8("auto", "cpu", flags=AVX2 | {"avx512_vnni"}) == (True, "CPU has avx512_vnni")
+    assert resolve_int8("auto", "cpu", flags=SPR | {"amx_int8"})[0] is True
+    assert resolve_int8("int8", "cpu", flags=AVX2)[0] is True  # what a user sets stays (fbgemm runs on AVX2)
+    assert resolve_int8("none", "cpu", flags=SPR | {"amx_int8"})[0] is False
+    assert resolve_int8("auto", "cuda")[0] is False
+    with pytest.raises(ConfigError, match="analysis.quantization.classifier: int8 is for a CPU"):
+        resolve_int8("int8", "cuda")

@@ -96,8 +96,11 @@ def test_compare_precisions_states_auto_against_the_fastest_variant_within_toler
             "classifier": {"backbone": "tiny", "hidden": 16, "bag": False, "pretrained": "never"}}
     r = compare_precisions(source=samples.default_video(), cameras=1, frames=6, batch=2, analysis=tiny)
     p = r["profiles"]["custom"]
-    assert {"fp32", "fp32+int8"} <= set(p["variants"]) and r["auto"] == resolve_precision("auto", "cpu")[0]
+    assert {"fp32", "fp32+int8", "auto"} <= set(p["variants"])
+    assert r["auto"]["precision"] == p["variants"]["auto"]["precision"] == resolve_precision("auto", "cpu")[0]
     int8 = p["variants"]["fp32+int8"]["vs_fp32"]
     assert int8["frames_compared"] == 3 and int8["features_max_rel_err"] > 0  # int8 ran, on frames it did not calibrate on
-    assert p["variants"][p["fastest_within_tolerance"]]["within_tolerance"]
+    assert p["variants"]["fp32+int8"]["classifier_trunks"] in ("int8", "fp32")
+    assert p["variants"]["fp32"]["classifier_trunks"] == "none"
+    assert p["variants"][p["fastest_within_tolerance"]]["within_tolerance"] and p["fastest_within_tolerance"] != "auto"
     assert p["auto_vs_fastest"] > 0

@@ -11,7 +11,9 @@ from analysis_server.pipeline import Analyzer
 from analysis_server.validate import Payload
 from camera_client.capture import iter_frames
 from pvad import samples
-from pvad.bench.server import FEATURE_TOLERANCE, TOLERANCE
+from analysis_server import quantize
+from analysis_server.quantize import FEATURE_TOLERANCE
+from pvad.bench.server import TOLERANCE
 from pvad.config import SHIPPED_CLASSIFIER, CaptureConfig, DecoderConfig
 
 from conftest import tiny_analysis
@@ -24,9 +26,9 @@ def _real_frames(n: int) -> list[np.ndarray]:
     return [cv2.cvtColor(f.bgr, cv2.COLOR_BGR2RGB) for f in iter_frames(cap)]
 
 
-def _run(quantize: str, frames: list[np.ndarray]) -> tuple[np.ndarray, torch.Tensor, Analyzer, int]:
+def _run(setting: str, frames: list[np.ndarray]) -> tuple[np.ndarray, torch.Tensor, Analyzer, int]:
     cfg = tiny_analysis(classifier={"checkpoint": SHIPPED_CLASSIFIER},
-                        quantization={"classifier": quantize, "calibration_frames": CALIBRATION},
+                        quantization={"classifier": setting, "calibration_frames": CALIBRATION},
                         batching={"max_batch": 1, "warmup": False})
     a = Analyzer(cfg, DecoderConfig(checkpoints=[], untrained_seeds=[]))
     seen: list[torch.Tensor] = []
@@ -57,6 +59,23 @@ def test_int8_trunks_calibrate_on_real_frames_then_stay_within_tolerance():
     assert np.abs(int8[after] - fp32[after]).max() <= TOLERANCE
     rel = (f_int8[after] - f_fp32[after]).norm(dim=1) / f_fp32[after].norm(dim=1)
     assert 0 < rel.max() <= FEATURE_TOLERANCE
+
+
+def test_the_guard_drops_int8_that_auto_chose_and_keeps_int8_that_was_configured(monkeypatch, caplog):
+    frames = _real_frames(20)
+    fp32, *_ = _run("none", frames)
+    monkeypatch.setattr(quantize, "FEATURE_TOLERANCE", 0.0)  # every int8 conversion now fails the guard
+    monkeypatch.setattr("analysis_server.pipeline.resolve_int8", lambda *a, **k: (True, "CPU has avx512_vnni (mocked)"))
+    with caplog.at_level(logging.WARNING):
+        auto, _, a, switched = _run("auto", frames)
+    assert a.int8.state == "fp32" and a.int8.check_err > 0
+    assert "int8 classifier trunks rejected" in caplog.text
+    assert not any(isinstance(m, torch.ao.nn.quantized.Conv2d) for m in a.classifier.frame_stream.features.modules())
+    np.testing.assert_allclose(auto, fp32, atol=1e-5)  # the fp32 trunks again, after as before the check
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        int8, _, a, _ = _run("int8", frames)
+    assert a.int8.state == "int8" and "int8 as configured, but its features differ" in caplog.text
 
 
 def test_int8_without_a_classifier_is_reported_not_silently_ignored(caplog):

@@ -196,7 +196,8 @@ def evaluate_oneclass(data: Path, *, anonymizer: str = "none", analysis: Analysi
     """Fit on ``data``'s training videos through ``anonymizer``, score its test videos; FL-AUC per mode,
     on all test videos, on the tuning videos ``tune`` and on the rest."""
     ds = load_oneclass_dataset(Path(data))
-    analysis = analysis or AnalysisConfig(device="cpu", precision="fp32", normality={"fusion": "normality"})
+    analysis = analysis or AnalysisConfig(device="cpu", precision="fp32", quantization={"classifier": "none"},
+                                          normality={"fusion": "normality"})
     if not analysis.normality.enabled:
         raise ConfigError("analysis.normality.enabled is false: a one-class evaluation needs the normality model")
     stream = build_stream(anonymizer, analysis)
@@ -264,7 +265,7 @@ def evaluate_streamed(data: Path, *, anonymizer: str = "none", analysis: Analysi
     from pvad.config import CameraConfig, CaptureConfig, ClientTLS, EventLogConfig
 
     ds = load_oneclass_dataset(Path(data))
-    analysis = analysis or AnalysisConfig(device="cpu", precision="fp32")
+    analysis = analysis or AnalysisConfig(device="cpu", precision="fp32", quantization={"classifier": "none"})
     anon = default_mode_configs([anonymizer])[anonymizer]
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="pvad-streamed-")  # certificates, event log
     work = Path(workdir or tmp.name)
@@ -309,7 +310,7 @@ def evaluate_false_alarms(videos: Sequence[Path], *, anonymizer: str = "none", a
     last ``holdout`` and score those. Each source is its own camera."""
     from models.data.oneclass import FileVideo
 
-    analysis = analysis or AnalysisConfig(device="cpu", precision="fp32")
+    analysis = analysis or AnalysisConfig(device="cpu", precision="fp32", quantization={"classifier": "none"})
     rows: dict[str, Any] = {}
     for path in videos:
         n = len(FileVideo(Path(path), fps))

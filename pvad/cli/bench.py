@@ -77,8 +77,8 @@ def _cmd_bench_server(args: argparse.Namespace) -> int:
                                     batch=(args.batch or [8])[0], only=args.profile)
     else:
         result = bench_server(source=bench_source(args), cameras=args.cameras, frames=args.frames,
-                              batches=tuple(args.batch or (1, 4, 8)), precision=args.precision, int8=args.int8,
-                              only=args.profile)
+                              batches=tuple(args.batch or (1, 4, 8)), precision=args.precision,
+                              quantization="int8" if args.int8 else "none", only=args.profile)
     print_result(result, args.json)
     return 0
 

@@ -25,7 +25,7 @@ def _oneclass_analysis(args: argparse.Namespace):
 
     # without a server config: the CPU at fp32, the reference arithmetic the README's figures use
     analysis = (load_config(args.server_config, "server").analysis if args.server_config
-                else AnalysisConfig(device="cpu", precision="fp32"))
+                else AnalysisConfig(device="cpu", precision="fp32", quantization={"classifier": "none"}))
     norm = analysis.normality.model_copy(update={"enabled": True, **({"fusion": args.fusion} if args.fusion else {})})
     update = {"normality": norm}
     checkpoint = args.checkpoint or (None if args.server_config else SHIPPED_CLASSIFIER)
@@ -55,7 +55,8 @@ def _cmd_eval_false_alarms(args: argparse.Namespace) -> int:
     from models.eval.oneclass import evaluate_false_alarms
     from pvad.config import AnalysisConfig, load_config
 
-    analysis = load_config(args.server_config, "server").analysis if args.server_config else AnalysisConfig(device="cpu", precision="fp32")
+    analysis = (load_config(args.server_config, "server").analysis if args.server_config
+                else AnalysisConfig(device="cpu", precision="fp32", quantization={"classifier": "none"}))
     report = evaluate_false_alarms([Path(v) for v in args.videos], anonymizer=args.anonymizer, analysis=analysis,
                                    learn_fraction=args.learn_fraction, holdout=args.holdout,
                                    oneclass=Path(args.oneclass) if args.oneclass else None, progress=not args.no_progress)

@@ -63,9 +63,10 @@ class BatchingConfig(Section):
 
 
 class QuantizationConfig(Section):
-    classifier: Literal["none", "int8"] = Field(
-        "none", description="int8: the classifier's backbone trunks run int8 on a CPU (PyTorch x86 backend), "
-        "calibrated on the first calibration_frames frames the server analyses (analysis_server/quantize.py)"
+    classifier: Literal["auto", "none", "int8"] = Field(
+        "auto", description="int8: the classifier's backbone trunks run int8 on a CPU (PyTorch x86 backend), "
+        "calibrated on the first calibration_frames frames the server analyses and checked against fp32 on them "
+        "(analysis_server/quantize.py); auto = int8 on CPUs with VNNI/AMX-INT8, dropped if the check fails; never on CUDA"
     )
     calibration_frames: int = Field(64, ge=1, le=100_000, description="frames observed in fp32 before the switch to int8")
 
