@@ -35,6 +35,14 @@ class ServerMetrics:
         self.subscribers = Gauge("pvad_subscribers", "Open Alarms subscriptions", registry=r)
         self.alarms = Counter("pvad_alarm_events", "Alarm events persisted and published", ["kind"], registry=r)
         self.scores_dropped = Counter("pvad_score_events_dropped", "Score events dropped for slow subscribers", registry=r)
+        self.streams_aged = Counter(
+            "pvad_streams_aged", "Camera streams ended cleanly at limits.max_stream_age_s (the camera reconnects)", registry=r)
+        self.camera_cold_starts = Counter(
+            "pvad_camera_cold_starts",
+            "Cameras that arrived with stored state (moved here, or this server restarted): flow and background start cold",
+            registry=r)
+        self.frames_held_cold = Counter(
+            "pvad_frames_held_cold", "Frames whose SAS was held while a cold start's flow and background warm up", registry=r)
         self.batch_size = Histogram("pvad_batch_size", "Frames per network batch", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
 
     def serve(self, listen: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from grpc_reflection.v1alpha import reflection
 
 from analysis_server.alarms import AlarmHub, EventLog
 from analysis_server.flow import CameraFlow
+from analysis_server.health import HealthEndpoint
+from analysis_server.identity import caller_identity
 from analysis_server.metrics import ServerMetrics
 from analysis_server.mqtt_bridge import MqttBridge
 from analysis_server.normality import NormalityModel, Phase
@@ -28,35 +31,34 @@ from analysis_server.scoring import SigmoidalAnomalyScore
 from analysis_server.validate import parse_frame
 from analysis_server.web.live import LiveCameras
 from pvad.aio import cancel_and_wait
-from pvad.certs import (
-    CertPaths,
-    identity_from_common_name,
-    reloading_server_credentials,
-)
+from pvad.certs import CertPaths, reloading_server_credentials
 from pvad.config import ServerConfig
 from pvad.errors import ModelLoadError, PvadError
 from pvad.v1 import pvad_pb2, pvad_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+STREAM_END_KEY = "pvad-stream-end"
+"""Trailing metadata of a stream the server ended cleanly (status OK) on purpose, e.g. ``max-stream-age``."""
+
+
+def cold_start_frames(background) -> int:
+    """Frames a camera's SAS is held for after its flow and background start cold: its first frame has no
+    flow (zero motion); a background (MOG2) needs a few dozen frames before frame − background shows only
+    what moves (a tenth of its history, at most 25)."""
+    frames = 1
+    if background is not None:  # pvad.config.BackgroundConfig, from the classifier's card
+        frames = max(frames, min(25, background.history // 10))
+    return frames
+
+
 _PHASES = {None: pvad_pb2.PHASE_UNSPECIFIED, Phase.LEARNING: pvad_pb2.LEARNING, Phase.SCORING: pvad_pb2.SCORING}
 
 
-async def peer_identity(context: grpc.aio.ServicerContext, role: str) -> str:
-    """The id in the client certificate, which must be of `role`; aborts the call otherwise."""
-    auth = context.auth_context()
-    names = auth.get("x509_common_name") or []
-    if not names:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
-    try:
-        cert_role, ident = identity_from_common_name(names[0].decode())
-    except ValueError as err:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"client certificate: {err}")
-    if cert_role != role:
-        await context.abort(
-            grpc.StatusCode.PERMISSION_DENIED, f"this call is for {role} certificates; yours is a {cert_role} one"
-        )
-    return ident
+async def peer_identity(context: grpc.aio.ServicerContext, role: str, trusted_proxies=()) -> str:
+    """The id of the client certificate, which must be of `role`; aborts the call otherwise. Behind a proxy
+    listed in `trusted_proxies` it is the certificate the proxy forwards (see `analysis_server.identity`)."""
+    return (await caller_identity(context, role, trusted_proxies)).ident
 
 
 @dataclass
@@ -72,6 +74,7 @@ class CameraState:
     submitted_seq: int = -1  # the last frame admitted (in analysis or waiting for it)
     pending: dict[int, asyncio.Task] = field(default_factory=dict)  # seq -> its commit task
     tail: asyncio.Task | None = None  # the latest commit task: the next one waits for it
+    cold_frames: int = 0  # frames still to hold the SAS for while flow and background warm up (after a move)
 
     async def idle(self) -> None:
         """Until every admitted frame of this camera is committed (or failed)."""
@@ -229,7 +232,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         try:
             res = await result
             sigma = res.sigma
-            if res.hold:  # no alarm decision (the camera learns its normal, or has no motion yet): the SAS stands still
+            if self._held_cold(st) or res.hold:  # no alarm decision (the camera learns its normal, or has no motion yet): the SAS stands still
                 upd = st.sas.hold()
             else:
                 upd = st.sas.update(sigma)
@@ -280,19 +283,24 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             return False
 
     async def Stream(self, request_iterator: AsyncIterator[pvad_pb2.Frame], context) -> AsyncIterator[pvad_pb2.FrameAck]:
-        camera_id = await peer_identity(context, "camera")
+        camera_id = await peer_identity(context, "camera", self.cfg.access.trusted_proxies)
         if self.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
         limit = self.cfg.limits.max_streams_per_camera
         if self.streams.get(camera_id, 0) >= limit:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"camera {camera_id} already has {limit} open streams")
+        arrived = camera_id not in self.cameras  # its state is loaded from the store now
         mode = await self._stream_mode(context, camera_id)
+        if arrived:
+            await self._cold_start(camera_id)
         self.streams[camera_id] = self.streams.get(camera_id, 0) + 1
         self.metrics.streams.inc()
         log.info("camera %s connected from %s%s", camera_id, context.peer(), f" ({mode[0]} stream)" if mode else "")
         n = 0
         acks: asyncio.Queue = asyncio.Queue()  # each frame's ack future, in the stream's frame order
         cut = False  # the server began draining: frames after that are left unacknowledged
+        ends_at = self._stream_deadline() if mode is None else None  # a learning stream runs to its end
+        aged = False  # the stream reached its age limit: it ends cleanly and the camera reconnects at once
 
         def one_done(_fut: asyncio.Future) -> None:
             self._busy -= 1
@@ -301,11 +309,14 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
 
         async def read() -> None:
             """Admit frames as they come (a camera may have several in flight); acks go out in order below."""
-            nonlocal n, cut
+            nonlocal n, cut, aged
             try:
                 async for frame in request_iterator:
                     if self.draining:  # unacknowledged: the camera resends it to whoever serves next
                         cut = True
+                        break
+                    if ends_at is not None and time.monotonic() >= ends_at:  # likewise, on its next stream
+                        aged = True
                         break
                     n += 1
                     self._busy += 1
@@ -327,6 +338,9 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             await reader  # re-raises a failure to read the stream
             if cut:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
+            if aged:  # status OK: the camera opens its next stream at once (through the balancer: maybe elsewhere)
+                self.metrics.streams_aged.inc()
+                context.set_trailing_metadata(((STREAM_END_KEY, "max-stream-age"),))
             if mode and mode[0] == "learn":  # the camera sent all its learning footage: fit now
                 context.set_trailing_metadata((("pvad-normality", await self._finish_learning(camera_id, context)),))
         finally:
@@ -334,6 +348,35 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             self.streams[camera_id] -= 1
             self.metrics.streams.dec()
             log.info("camera %s stream ended after %d frames", camera_id, n)
+
+    def _stream_deadline(self) -> float | None:
+        """When a new stream reaches its age limit (``limits.max_stream_age_s`` ± ``stream_age_jitter``)."""
+        age = self.cfg.limits.max_stream_age_s
+        if age is None:
+            return None
+        jitter = self.cfg.limits.stream_age_jitter
+        return time.monotonic() + age * random.uniform(1.0 - jitter, 1.0 + jitter)
+
+    async def _cold_start(self, camera_id: str) -> None:
+        """A camera whose state this process did not hold: it moved here from another server (or this server
+        restarted). Its SAS, alarm and last seq come from the store, but optical flow and background start
+        cold, so the SAS is held (no alarm decision) for the frames they need to be meaningful again."""
+        st = self._camera(camera_id)
+        if st.last_seq < 0:
+            return  # a camera the store has never seen: nothing to hold against
+        background = getattr(self.analyzer, "background_cfg", None)
+        st.cold_frames = cold_start_frames(background)
+        self.metrics.camera_cold_starts.inc()
+        log.info("camera %s: arrived with stored state (last seq %d): SAS held for %d frames while flow%s warm up",
+                 camera_id, st.last_seq, st.cold_frames, " and background" if background is not None else "")
+
+    def _held_cold(self, st: CameraState) -> bool:
+        """Whether this frame (the camera's next in commit order) comes while flow/background are still cold."""
+        if st.cold_frames <= 0:
+            return False
+        st.cold_frames -= 1
+        self.metrics.frames_held_cold.inc()
+        return True
 
     async def _stream_mode(self, context, camera_id: str) -> tuple[str, str] | None:
         """``pvad-learn: <session>`` marks a stream's frames as normal footage to learn from (``pvad learn``);
@@ -388,7 +431,7 @@ class AlarmsService(pvad_pb2_grpc.AlarmsServicer):
         self.metrics = metrics
 
     async def Subscribe(self, request: pvad_pb2.SubscribeRequest, context) -> AsyncIterator[pvad_pb2.AlarmEvent]:
-        who = await peer_identity(context, "subscriber")
+        who = await peer_identity(context, "subscriber", self.cfg.access.trusted_proxies)
         allowed = self.cfg.access.cameras_for(who)
         wanted = frozenset(request.camera_ids)
         if allowed is not None:
@@ -426,6 +469,12 @@ class RunningServer:
     metrics_port: int | None
     mqtt: MqttBridge | None = None
     web: object | None = None  # analysis_server.web.app.WebServer when web.enabled
+    readiness: HealthEndpoint | None = None  # plain-HTTP /ready and /live when health.listen is set
+    lifecycle: dict = field(default_factory=lambda: {"serving": True, "stopping": False})
+
+    @property
+    def health_port(self) -> int | None:
+        return self.readiness.port if self.readiness is not None else None
 
     @property
     def web_port(self) -> int | None:
@@ -435,7 +484,9 @@ class RunningServer:
         """Graceful stop: health says NOT_SERVING, frames already received are analysed and
         acknowledged (up to `grace` seconds), then every stream ends with UNAVAILABLE so cameras
         reconnect and resend what was not acknowledged. `grace=0` stops at once. The dashboard
-        goes first: its open event streams end and browsers reconnect to whoever serves next."""
+        goes first: its open event streams end and browsers reconnect to whoever serves next.
+        `/ready` answers 503 from the first moment, so a load balancer sends no new stream here."""
+        self.lifecycle["stopping"] = True
         if self.web is not None:
             await self.web.stop()
         await self.health.enter_graceful_shutdown()
@@ -454,6 +505,8 @@ class RunningServer:
         await self.batcher.stop()
         if self.mqtt is not None:
             await self.mqtt.stop()
+        if self.readiness is not None:
+            await self.readiness.stop()
         self.hub.log.close()
 
 
@@ -464,7 +517,14 @@ def build_analyzer(cfg: ServerConfig) -> Analyzer:
 
 async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -> RunningServer:
     """Start serving on `cfg.listen` with mutual TLS; returns once the port is bound."""
-    analyzer = analyzer or await asyncio.to_thread(build_analyzer, cfg)
+    lifecycle = {"serving": False, "stopping": False}
+    readiness = await _start_readiness(cfg, lifecycle)  # 503 while the networks load
+    try:
+        analyzer = analyzer or await asyncio.to_thread(build_analyzer, cfg)
+    except BaseException:
+        if readiness is not None:
+            await readiness.stop()
+        raise
     batcher = Batcher(analyzer, max_batch=cfg.analysis.batching.max_batch, max_wait_ms=cfg.analysis.batching.max_wait_ms)
     metrics = ServerMetrics()
     hub = AlarmHub(EventLog(cfg.event_log.path), queue_size=cfg.limits.subscriber_queue, dropped=metrics.scores_dropped)
@@ -514,5 +574,25 @@ async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -
         bridge = MqttBridge(cfg.mqtt, hub)
         bridge.start()
     log.info("analysis server listening on %s (port %d), mTLS, accepts %s", cfg.listen, port, cfg.accept)
-    return RunningServer(server, port, analyzer, batcher, hub, ingest, health_servicer, metrics, metrics_port, bridge,
-                         web)
+    running = RunningServer(server, port, analyzer, batcher, hub, ingest, health_servicer, metrics, metrics_port, bridge,
+                            web)
+    running.readiness, running.lifecycle = readiness, lifecycle
+    lifecycle["serving"] = True
+    return running
+
+
+async def _start_readiness(cfg: ServerConfig, lifecycle: dict) -> HealthEndpoint | None:
+    """`/ready` (200 between start-up and the first moment of a stop) and `/live` on `health.listen`."""
+    if not cfg.health.listen:
+        return None
+
+    def ready() -> tuple[bool, str]:
+        if lifecycle["stopping"]:
+            return False, "draining"
+        if not lifecycle["serving"]:
+            return False, "starting (loading and warming up the networks)"
+        return True, ""
+
+    endpoint = HealthEndpoint(ready)
+    await endpoint.start(cfg.health.listen)
+    return endpoint

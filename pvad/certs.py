@@ -1,8 +1,10 @@
 """Development PKI and gRPC TLS credentials (DESIGN.md §8: TLS always on, mTLS binds identity).
 
 Identity scheme: a client certificate's subject Common Name is ``<role>/<id>`` with role
-``camera`` or ``subscriber`` (e.g. ``camera/cam-1``); :func:`identity_from_common_name` is the one
-place that format is parsed. The server certificate has CN ``pvad-server`` and SANs DNS
+``camera``, ``subscriber`` or ``proxy`` (e.g. ``camera/cam-1``); :func:`identity_from_common_name` is
+the one place that format is parsed. A ``proxy/<id>`` certificate is what a load balancer (HAProxy)
+presents to the servers when it re-encrypts a client's connection; servers believe the client
+identity it forwards only when ``access.trusted_proxies`` lists its id (``analysis_server.identity``). The server certificate has CN ``pvad-server`` and SANs DNS
 ``pvad-server``, DNS ``localhost``, IP 127.0.0.1, IP ::1 (plus extra DNS names). Every certificate
 is signed by one development CA (CN ``pvad dev CA``). Keys are EC P-256, written with mode 0600.
 
@@ -12,6 +14,7 @@ Files in an output directory::
     server.pem  server.key               the analysis server
     camera-<id>.pem  camera-<id>.key     one per camera
     subscriber-<id>.pem  ...             one per alarm subscriber
+    proxy-<id>.pem  proxy-<id>.key       one per load balancer (``pvad certs --proxy ID``)
 
 Credentials are built from paths that config files name; no key is read at import time.
 """
@@ -42,16 +45,19 @@ SERVER_NAME = "pvad-server"
 """CN and DNS SAN of the server certificate; clients dialing an IP override the target name to it."""
 
 CA_COMMON_NAME = "pvad dev CA"
-CLIENT_ROLES = ("camera", "subscriber")
+CLIENT_ROLES = ("camera", "subscriber", "proxy")
 ROLES = ("server", *CLIENT_ROLES)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """Camera and subscriber ids (same rule as ``CameraConfig.camera_id``)."""
+
+CLIENT_CN_HEADER = "x-pvad-client-cn"
+"""HTTP/2 header (gRPC metadata key) in which a trusted proxy forwards the client certificate's common name."""
 
 MAX_COMMON_NAME = 64  # RFC 5280 ub-common-name
 _CLOCK_SKEW = _dt.timedelta(minutes=5)
 _HINT = "`pvad certs --out DIR` makes development ones"
 
-Role = Literal["server", "camera", "subscriber"]
+Role = Literal["server", "camera", "subscriber", "proxy"]
 
 
 @dataclass(frozen=True)
@@ -245,7 +251,7 @@ def issue_cert(
 ) -> CertPaths:
     """Issue a certificate signed by the CA in ``out_dir`` (created if absent); overwrite old files.
 
-    Clients (camera, subscriber) get CN ``<role>/<name>``, EKU clientAuth, files
+    Clients (camera, subscriber, proxy) get CN ``<role>/<name>``, EKU clientAuth, files
     ``<role>-<name>.pem/.key``. The server gets CN ``pvad-server``, EKU serverAuth, files
     ``server.pem/.key`` and SANs pvad-server, localhost, 127.0.0.1, ::1, ``name`` and ``extra_dns``.
     The validity never runs past the CA's.
@@ -324,15 +330,16 @@ def make_dev_pki(
     *,
     cameras: Sequence[str],
     subscribers: Sequence[str] = ("demo",),
+    proxies: Sequence[str] = (),
     days: int = 365,
 ) -> dict[str, CertPaths]:
-    """CA (reused if present), server, one certificate per camera and subscriber.
+    """CA (reused if present), server, one certificate per camera, subscriber and proxy.
 
-    Keys of the result: ``"server"``, ``"camera/<id>"``, ``"subscriber/<id>"``.
+    Keys of the result: ``"server"``, ``"camera/<id>"``, ``"subscriber/<id>"``, ``"proxy/<id>"``.
     """
-    if isinstance(cameras, str) or isinstance(subscribers, str):
-        raise TypeError("cameras and subscribers are sequences of names, not a single string")
-    for role, names in (("camera", cameras), ("subscriber", subscribers)):  # fail before writing
+    if isinstance(cameras, str) or isinstance(subscribers, str) or isinstance(proxies, str):
+        raise TypeError("cameras, subscribers and proxies are sequences of names, not a single string")
+    for role, names in (("camera", cameras), ("subscriber", subscribers), ("proxy", proxies)):  # fail before writing
         for n in names:
             common_name_for(role, n)
     _check_days(days)
@@ -342,6 +349,17 @@ def make_dev_pki(
         out[f"camera/{cam}"] = issue_cert(out_dir, role="camera", name=cam, days=days)
     for sub in subscribers:
         out[f"subscriber/{sub}"] = issue_cert(out_dir, role="subscriber", name=sub, days=days)
+    for proxy in proxies:
+        out[f"proxy/{proxy}"] = issue_cert(out_dir, role="proxy", name=proxy, days=days)
+    return out
+
+
+def pem_bundle(paths: CertPaths, out: Path) -> Path:
+    """Write ``paths.cert`` followed by ``paths.key`` into ``out`` (mode 0600): the one-file form
+    HAProxy's ``crt`` takes. The pair is checked first, so a mismatch is named here."""
+    _, cert_pem, key_pem = _read_triplet(paths)
+    out = Path(out)
+    _write_private(out, cert_pem.rstrip(b"\n") + b"\n" + key_pem)
     return out
 
 

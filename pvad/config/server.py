@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pvad.config.analysis import AnalysisConfig
 from pvad.config.anonymizers import AnonymizerName
@@ -46,6 +46,17 @@ class LimitsConfig(Section):
     )
     max_subscribers: int = Field(64, ge=1, le=100_000)
     subscriber_queue: int = Field(256, ge=1, le=1_000_000, description="live score events buffered per subscriber")
+    max_stream_age_s: float | None = Field(
+        None, ge=1.0, le=86_400.0,
+        description="end a camera's stream cleanly after this long (the camera reconnects at once and resends what was "
+                    "not acknowledged), so cameras rebalance behind a load balancer after a server joins or returns; "
+                    "null = streams live until the connection ends",
+    )
+    stream_age_jitter: float = Field(
+        0.2, ge=0.0, lt=1.0,
+        description="each stream's age limit is max_stream_age_s × (1 ± up to this fraction), so cameras do not all "
+                    "reconnect at once",
+    )
 
 
 class AccessConfig(Section):
@@ -58,6 +69,22 @@ class AccessConfig(Section):
         default_factory=dict, description="dashboard user name -> camera ids it may see (admins see every camera)"
     )
     default: Literal["all", "none"] = Field("all", description="for subscribers and users not listed above")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="ids of proxy/<id> certificates (pvad certs --proxy ID) whose x-pvad-client-cn header names the "
+                    "client they forward; a proxy not listed here is refused, and the header from anyone else ignored",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_ids(cls, ids: list[str]) -> list[str]:
+        from pvad.certs import NAME_PATTERN
+
+        for ident in ids:
+            if not NAME_PATTERN.fullmatch(ident):
+                raise ValueError(f"{ident!r} is not a proxy id (the <id> of a proxy/<id> certificate: 1-64 letters, "
+                                 "digits, '_', '.', '-', starting with a letter or digit)")
+        return ids
 
     def cameras_for(self, subscriber: str) -> frozenset[str] | None:
         """Camera ids `subscriber` may see; None means every camera."""
@@ -96,6 +123,13 @@ class MetricsConfig(Section):
     listen: str | None = Field(None, description="host:port for Prometheus /metrics; null = off")
 
 
+class HealthConfig(Section):
+    """Plain HTTP readiness for load balancers (HAProxy ``option httpchk GET /ready``): ``/ready`` is 200 while the
+    server takes streams and 503 while it starts or drains; ``/live`` is 200 while the process answers."""
+
+    listen: str | None = Field(None, description="host:port for /ready and /live (no TLS, no data); null = off")
+
+
 class EventLogConfig(Section):
     path: Path = Field(Path("pvad-events.sqlite"), description="SQLite event log (WAL)")
 
@@ -113,6 +147,7 @@ class ServerConfig(Section):
     access: AccessConfig = AccessConfig()
     event_log: EventLogConfig = EventLogConfig()
     metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
     mqtt: MqttConfig | None = Field(None, description="null = no MQTT bridge")
     drain_s: float = Field(5.0, ge=0.0, le=600.0, description="on SIGTERM, time to finish frames in analysis")
     web: WebConfig = WebConfig()
