@@ -11,6 +11,7 @@ import sys
 from pvad.cli import (
     bench,
     certs,
+    cluster,
     config,
     data,
     evaluate,
@@ -25,7 +26,7 @@ from pvad.cli import (
 from pvad.errors import PvadError
 from pvad.logs import setup_logging
 
-GROUPS = (certs, run, learn, config, protos, train, export, evaluate, bench, models, data, users)
+GROUPS = (certs, run, learn, config, protos, train, export, evaluate, bench, models, data, users, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:
