@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from analysis_server.alarms import AlarmHub, EventLog
+from analysis_server.alarms import AlarmHub
 from analysis_server.flow import CameraFlow
 from analysis_server.health import HealthEndpoint
 from analysis_server.identity import caller_identity
@@ -28,6 +28,7 @@ from analysis_server.mqtt_bridge import MqttBridge
 from analysis_server.normality import NormalityModel, Phase
 from analysis_server.pipeline import Analyzer, Batcher
 from analysis_server.scoring import SigmoidalAnomalyScore
+from analysis_server.store import FenceLost, StoreUnavailable, open_store
 from analysis_server.validate import parse_frame
 from analysis_server.web.live import LiveCameras
 from pvad.aio import cancel_and_wait
@@ -226,7 +227,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
     async def _commit(self, st: CameraState, camera_id: str, frame: pvad_pb2.Frame, payload, result: asyncio.Future,
                       previous: asyncio.Task | None, t0: float) -> pvad_pb2.FrameAck:
         """Wait for the camera's previous frame to commit, then for this frame's analysis; update the
-        SAS, commit (one SQLite transaction) and publish, in the camera's frame order."""
+        SAS, commit (one store transaction) and publish, in the camera's frame order."""
         if previous is not None:
             await asyncio.wait([previous])  # never raises: a failed earlier frame does not hold this one
         try:
@@ -237,11 +238,14 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             else:
                 upd = st.sas.update(sigma)
             kind = pvad_pb2.ALARM_RAISED if upd.raised else pvad_pb2.ALARM_CLEARED if upd.cleared else None
-            event = await asyncio.to_thread(
-                self.hub.log.commit_frame, camera_id=camera_id, seq=frame.seq, accumulator=upd.accumulator,
-                alarm=upd.alarm, event_kind=kind, score=upd.score, confidence=sigma,
-                normality_model=res.fitted.to_bytes() if res.fitted is not None else None,
-            )
+            try:
+                event = await self._store_commit(
+                    camera_id=camera_id, seq=frame.seq, accumulator=upd.accumulator,
+                    alarm=upd.alarm, event_kind=kind, score=upd.score, confidence=sigma,
+                    normality_model=res.fitted.to_bytes() if res.fitted is not None else None,
+                )
+            except FenceLost as lost:
+                return await self._fenced_out(st, frame, lost)
             st.last_seq = frame.seq
             if event is not None:
                 self.hub.announce(event)
@@ -266,6 +270,64 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             classifier_confidence=res.classifier if res.classifier is not None else 0.0,
         )
 
+    async def _store_commit(self, **frame_state) -> pvad_pb2.AlarmEvent | None:
+        """`EventStore.commit_frame`; while the store cannot be reached the frame waits, unacknowledged, and
+        its commit is tried again (a hard stop cancels it: the camera resends it). Raises `FenceLost`."""
+        delay, failures = 0.05, 0
+        while True:
+            try:
+                event = await asyncio.to_thread(self.hub.log.commit_frame, **frame_state)
+            except StoreUnavailable as err:
+                failures += 1
+                if failures == 1:
+                    log.warning("camera %s seq %d waits for the store: %s; trying again", frame_state["camera_id"],
+                                frame_state["seq"], err)
+                await asyncio.sleep(delay)
+                delay = min(2.0, 2 * delay)
+                continue
+            if failures:
+                log.info("camera %s seq %d committed after %d failed tries", frame_state["camera_id"],
+                         frame_state["seq"], failures)
+            return event
+
+    async def _fenced_out(self, st: CameraState, frame: pvad_pb2.Frame, lost: FenceLost) -> pvad_pb2.FrameAck:
+        """The store holds this camera at a later frame than this server knew (another server analysed it, or a
+        retried commit had gone through): the frame is acknowledged DUPLICATE, and neither its score nor an
+        alarm counts. The camera's SAS, alarm and last seq are taken from the store again."""
+        try:
+            saved = await asyncio.to_thread(self.hub.log.load_camera, lost.camera_id)
+        except StoreUnavailable:
+            saved = None
+        if saved is not None:
+            st.sas.x, st.sas.alarm = saved.accumulator, saved.alarm
+        st.last_seq = max(st.last_seq, lost.stored_seq)
+        st.submitted_seq = max(st.submitted_seq, st.last_seq)
+        self.counters.duplicates += 1
+        self.metrics.frames_duplicate.inc()
+        log.warning("%s: frame acknowledged DUPLICATE, not scored (another server has committed this camera further)",
+                    lost)
+        return pvad_pb2.FrameAck(seq=frame.seq, outcome=pvad_pb2.DUPLICATE, message=f"{lost}: not scored here",
+                                 score=st.sas.score, alarm=st.sas.alarm)
+
+    async def _reload_if_moved(self, camera_id: str) -> None:
+        """A stream starts, with a store other servers write: if one of them committed this camera since this
+        server last did (the camera moved away and came back), the cached state is dropped, so that its last
+        seq, SAS, alarm and normality model are read from the store again (and flow starts cold)."""
+        st = self.cameras.get(camera_id)
+        if st is None or not self.hub.log.shared or st.pending or self.streams.get(camera_id):
+            return
+        try:
+            saved = await asyncio.to_thread(self.hub.log.load_camera, camera_id)
+        except StoreUnavailable as err:
+            log.warning("camera %s: cannot read its stored state (%s); the fence guards its commits", camera_id, err)
+            return
+        if saved is None or saved.last_seq == st.last_seq:
+            return
+        if self.cameras.get(camera_id) is st and not st.pending and not self.streams.get(camera_id):
+            del self.cameras[camera_id]
+            log.info("camera %s: another server committed it up to seq %d (here: %d); its state is loaded again",
+                     camera_id, saved.last_seq, st.last_seq)
+
     async def cancel_pending(self) -> None:
         """Hard stop: cancel every frame admitted and not committed (none of them is acknowledged)."""
         tasks = [t for st in self.cameras.values() for t in st.pending.values()]
@@ -289,6 +351,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         limit = self.cfg.limits.max_streams_per_camera
         if self.streams.get(camera_id, 0) >= limit:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"camera {camera_id} already has {limit} open streams")
+        await self._reload_if_moved(camera_id)
         arrived = camera_id not in self.cameras  # its state is loaded from the store now
         mode = await self._stream_mode(context, camera_id)
         if arrived:
@@ -507,6 +570,7 @@ class RunningServer:
             await self.mqtt.stop()
         if self.readiness is not None:
             await self.readiness.stop()
+        await self.hub.stop()
         self.hub.log.close()
 
 
@@ -527,7 +591,13 @@ async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -
         raise
     batcher = Batcher(analyzer, max_batch=cfg.analysis.batching.max_batch, max_wait_ms=cfg.analysis.batching.max_wait_ms)
     metrics = ServerMetrics()
-    hub = AlarmHub(EventLog(cfg.event_log.path), queue_size=cfg.limits.subscriber_queue, dropped=metrics.scores_dropped)
+    try:
+        store = await asyncio.to_thread(open_store, cfg)
+    except BaseException:
+        if readiness is not None:
+            await readiness.stop()
+        raise
+    hub = AlarmHub(store, queue_size=cfg.limits.subscriber_queue, dropped=metrics.scores_dropped)
     batcher.observe = metrics
     analyzer.stage_observer = metrics.stage_seconds
     limit = cfg.limits.max_message_bytes
@@ -565,6 +635,7 @@ async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -
             hub.log.close()
             raise
     batcher.start()
+    hub.start()
     await server.start()
     for name in names[:2] + [""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -92,6 +92,9 @@ from pvad.config.server import (
     ServerConfig,
     decoders_for,
 )
+from pvad.config.store import (
+    PostgresConfig,
+)
 from pvad.config.subscriber import (
     SubscriberConfig,
 )
@@ -135,6 +138,7 @@ __all__ = [
     "DpEncoderAnonymizer",
     "EdgeAnonymizer",
     "EventLogConfig",
+    "PostgresConfig",
     "FRAME_HEIGHT",
     "FRAME_WIDTH",
     "FlowConfig",

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pvad.config.analysis import AnalysisConfig
 from pvad.config.anonymizers import AnonymizerName
 from pvad.config.base import SHIPPED_AUTOENCODER, SHIPPED_DP_AUTOENCODER, SHIPPED_HARDENED_AUTOENCODER, Section
 from pvad.config.scoring import ScoringConfig
+from pvad.config.store import PostgresConfig, default_server_id
 from pvad.config.tls import ServerTLS
 from pvad.config.web import WebConfig
 
@@ -146,8 +147,29 @@ class ServerConfig(Section):
     limits: LimitsConfig = LimitsConfig()
     access: AccessConfig = AccessConfig()
     event_log: EventLogConfig = EventLogConfig()
+    postgres: PostgresConfig | None = Field(
+        None, description="a PostgreSQL store shared by the servers of a cluster instead of the SQLite event_log; null = SQLite"
+    )
+    server_id: str = Field(
+        default_factory=lambda: default_server_id(None), min_length=1, max_length=128,
+        description="this server's name in the shared store and its logs (default: host name and listen port)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_this_server(cls, data):
+        if isinstance(data, dict) and data.get("server_id") is None:
+            data = {**data, "server_id": default_server_id(data.get("listen") or cls.model_fields["listen"].default)}
+        return data
     metrics: MetricsConfig = MetricsConfig()
     health: HealthConfig = HealthConfig()
     mqtt: MqttConfig | None = Field(None, description="null = no MQTT bridge")
     drain_s: float = Field(5.0, ge=0.0, le=600.0, description="on SIGTERM, time to finish frames in analysis")
     web: WebConfig = WebConfig()
+
+    @model_validator(mode="after")
+    def _one_store(self) -> ServerConfig:
+        if self.postgres is not None and "event_log" in self.model_fields_set:
+            raise ValueError("event_log and postgres both name a store: keep one (postgres for a cluster, "
+                             "event_log for one server)")
+        return self
