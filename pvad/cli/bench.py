@@ -23,6 +23,21 @@ def _cmd_bench_faults(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_bench_cluster(args: argparse.Namespace) -> int:
+    from pvad.bench.cluster import bench_cluster
+
+    result = asyncio.run(bench_cluster(Path(args.workdir), source=bench_source(args), servers=args.servers,
+                                       cameras=args.cameras, fps=args.fps, hang_s=args.hang_s, phase_s=args.phase_s,
+                                       stream_age_s=args.stream_age_s, camera_processes=args.camera_processes,
+                                       store=args.store))
+    print_result(result, args.json)
+    ok = result["frames_lost"] == 0 and not result["camera_errors"]
+    if result["store"] == "postgres":
+        ok = ok and result["frames_scored_twice"] == 0 and result.get("alarms_missed") == 0 \
+            and result.get("stale_commits_after_resume", 0) == 0
+    return 0 if ok else 1
+
+
 def _cmd_bench_load(args: argparse.Namespace) -> int:
     from pvad.bench.faults import bench_load
 
@@ -172,6 +187,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--workdir", default=".pvad/bench-faults")
     b.add_argument("--json", action="store_true", help="one JSON line")
     b.set_defaults(func=_cmd_bench_faults)
+    b = bsub.add_parser("cluster", help="N servers behind HAProxy (+ PostgreSQL): SIGKILL one, SIGSTOP another, "
+                        "restart; frames lost / scored twice, re-home and hang move times, balance")
+    b.add_argument("--servers", type=int, default=3)
+    b.add_argument("--cameras", type=int, default=24)
+    b.add_argument("--fps", type=float, default=2.0, help="frames/s per camera (reduced: 2 cores run it all)")
+    b.add_argument("--hang-s", type=float, default=10.0, help="SIGSTOP time of the second server (0: no hang)")
+    b.add_argument("--phase-s", type=float, default=8.0, help="time given to each fault before it is measured")
+    b.add_argument("--stream-age-s", type=float, default=20.0, help="limits.max_stream_age_s of the servers")
+    b.add_argument("--camera-processes", type=int, default=6, help="the cameras are spread over this many processes")
+    b.add_argument("--store", choices=["postgres", "sqlite"], help="default: postgres where the server supports it")
+    b.add_argument("--source")
+    b.add_argument("--workdir", default=".pvad/bench-cluster")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_bench_cluster)
     b = bsub.add_parser("load", help="many camera processes against one server: throughput and memory growth")
     b.add_argument("--cameras", type=int, default=16)
     b.add_argument("--seconds", type=float, default=60.0)
