@@ -5,10 +5,15 @@ Topics (prefix `pvad` by default), JSON payloads:
 - `pvad/<camera>/alarm`: the same, per camera;
 - `pvad/<camera>/state`: retained `{"alarm": true|false, ...}`, the camera's current state.
 
-The bridge reads from the event log, not from memory: its cursor (the last event id the broker
-acknowledged, QoS 1) is stored in the log, so a broker restart, a lost connection or a server
-restart replays exactly what was not delivered (at-least-once). The server keeps running while
-the broker is down.
+The bridge reads from the store, not from memory: its cursor (the last event id the broker
+acknowledged, QoS 1) is stored there and moved only after the broker's PUBACK, so a broker restart,
+a lost connection or a server restart replays exactly what was not delivered (at-least-once). The
+server keeps running while the broker is down.
+
+Exactly one bridge publishes among the servers that share a store: the one holding the store's
+``mqtt`` lease (PostgreSQL: a session advisory lock on a connection of its own). The others stand by,
+not even connected to the broker (they share its client id and session), and try again every
+``LEAD_RETRY_S``; the publisher checks its lease every ``LEASE_CHECK_S`` and stops when it is lost.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import json
 import logging
 import threading
 
-from analysis_server.alarms import AlarmHub
+from analysis_server.alarms import AlarmHub, StoreUnavailable
 from pvad.aio import cancel_and_wait
 from pvad.config import MqttConfig
 from pvad.errors import ConfigError
@@ -27,6 +32,8 @@ from pvad.v1 import pvad_pb2
 log = logging.getLogger(__name__)
 
 CURSOR = "mqtt"
+LEAD_RETRY_S = 1.0
+LEASE_CHECK_S = 1.0
 _KINDS = {pvad_pb2.ALARM_RAISED: "raised", pvad_pb2.ALARM_CLEARED: "cleared"}
 
 
@@ -68,6 +75,7 @@ class MqttBridge:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         self.client = client
+        self.active = False  # this server is the publisher now
         self._task: asyncio.Task | None = None
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -83,14 +91,10 @@ class MqttBridge:
         log.warning("MQTT disconnected (%s); events wait in the log and are replayed", reason_code)
 
     def start(self) -> None:
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=30)
-        self.client.loop_start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pvad-mqtt")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
-        self.client.disconnect()
-        self.client.loop_stop()
 
     def _publish(self, ev: pvad_pb2.AlarmEvent) -> bool:
         """Publish one event on its topics and wait for the broker's acknowledgements."""
@@ -113,10 +117,51 @@ class MqttBridge:
         return True
 
     async def _run(self) -> None:
-        last = await asyncio.to_thread(self.hub.log.cursor, CURSOR)
-        log.info("MQTT bridge: replaying events after id %d", last)
+        while True:
+            lease = await self._lead()
+            self.active = True
+            self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=30)
+            self.client.loop_start()
+            try:
+                deliver = asyncio.get_running_loop().create_task(self._deliver(), name="pvad-mqtt-deliver")
+                try:
+                    while not deliver.done():
+                        await asyncio.wait([deliver], timeout=LEASE_CHECK_S)
+                        if not deliver.done() and not await asyncio.to_thread(lease.alive):
+                            log.warning("MQTT bridge: lost the publisher lease (store connection gone); standing by")
+                            break
+                finally:
+                    await cancel_and_wait(deliver)
+            finally:
+                self.active = False
+                self._connected.clear()
+                self.client.disconnect()
+                self.client.loop_stop()
+                await asyncio.to_thread(lease.release)
+
+    async def _lead(self):
+        """Until this server holds the store's publisher lease."""
+        waiting = False
         while True:
             try:
+                lease = await asyncio.to_thread(self.hub.log.try_lead, CURSOR)
+            except StoreUnavailable as err:
+                log.warning("MQTT bridge: cannot reach the store for the publisher lease (%s)", err)
+                lease = None
+            if lease is not None:
+                if waiting:
+                    log.info("MQTT bridge: this server publishes now")
+                return lease
+            if not waiting:
+                log.info("MQTT bridge: another server publishes; standing by")
+                waiting = True
+            await asyncio.sleep(LEAD_RETRY_S)
+
+    async def _deliver(self) -> None:
+        while True:
+            try:
+                last = await asyncio.to_thread(self.hub.log.cursor, CURSOR)
+                log.info("MQTT bridge: replaying events after id %d", last)
                 async for ev in self.hub.subscribe(after_event_id=last):
                     while True:
                         while not self._connected.is_set():
@@ -126,7 +171,7 @@ class MqttBridge:
                         await asyncio.sleep(1.0)  # not acknowledged: the connection dropped; publish again
                     last = ev.event_id
                     self.delivered += 1
-                    await asyncio.to_thread(self.hub.log.set_cursor, CURSOR, last)
+                    await asyncio.to_thread(self.hub.log.set_cursor, CURSOR, last)  # after the broker's PUBACK
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -473,3 +473,73 @@ def test_a_wrong_password_names_the_password_file(pg, tmp_path):
         from analysis_server.store.postgres import PostgresStore
 
         PostgresStore(pg.model_copy(update={"password_file": wrong, "connect_timeout_s": 0.5}))
+
+
+# --------------------------------------------------------------------------- one MQTT publisher among servers
+
+
+def test_one_mqtt_publisher_among_servers_sharing_a_store_and_a_takeover(pki, tmp_path, analyzer, encoder, pg):
+    """Two servers, one PostgreSQL, one broker: only the lease holder publishes, every camera's events (the
+    other server's by NOTIFY), each once; when it stops, the other takes over from the stored cursor."""
+    import shutil
+
+    if shutil.which("mosquitto") is None:
+        pytest.skip("needs mosquitto (Debian package `mosquitto`)")
+    pytest.importorskip("paho.mqtt.client")
+    from test_mqtt import Broker, Listener, _alarm_sigmas
+
+    from pvad.config import MqttConfig
+
+    broker = Broker(tmp_path)
+    broker.start()
+    listener = Listener(broker.port)
+    mqtt = MqttConfig(port=broker.port, reconnect_max_s=1.0)
+    cfg_a = pg_server_config(pki, tmp_path, pg, server_id="A", mqtt=mqtt)
+    cfg_b = pg_server_config(pki, tmp_path, pg, server_id="B", mqtt=mqtt)
+
+    async def until(pred, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.05)
+
+    async def scenario():
+        a = await start_server(cfg_a, analyzer=_FixedAnalyzer(analyzer, _alarm_sigmas(2)))
+        b = await start_server(cfg_b, analyzer=_FixedAnalyzer(analyzer, _alarm_sigmas(2)))
+        running = [a, b]
+        camera = {id(a): "cam-1", id(b): "cam-2"}
+
+        async def alarms(srv, seqs):  # raised then cleared: 2 events
+            cam = camera[id(srv)]
+            await exchange(f"127.0.0.1:{srv.port}", client_tls(pki, f"camera/{cam}"),
+                           [latent_frame(encoder, s, camera=cam) for s in seqs])
+
+        try:
+            await until(lambda: a.mqtt.active or b.mqtt.active)
+            await asyncio.sleep(1.5)  # the other has tried for the lease meanwhile
+            both = a.mqtt.active and b.mqtt.active
+            leader, other = (a, b) if a.mqtt.active else (b, a)
+            await alarms(a, range(1, 9))
+            await alarms(b, range(1, 9))
+            await until(lambda: leader.mqtt.delivered >= 4)
+            first = (leader.mqtt.delivered, other.mqtt.delivered)
+            running.remove(leader)
+            await leader.stop(0)
+            await until(lambda: other.mqtt.active)
+            await alarms(other, range(11, 19))
+            await until(lambda: other.mqtt.delivered >= 2)
+            return both, first, other.mqtt.delivered, [e.event_id for e in other.hub.log.since(0)]
+        finally:
+            for srv in running:
+                await srv.stop(0)
+
+    try:
+        both, first, after, table = run(scenario(), timeout=90)
+        got = listener.wait_for("pvad/events", 6)
+    finally:
+        listener.close()
+        broker.stop()
+    assert not both  # never two publishers
+    assert first == (4, 0)  # the leader published the other server's events too
+    assert after == 2 and len(table) == 6
+    assert [m["event_id"] for m in got] == table  # each once, in id order, across the takeover
