@@ -309,24 +309,24 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         return pvad_pb2.FrameAck(seq=frame.seq, outcome=pvad_pb2.DUPLICATE, message=f"{lost}: not scored here",
                                  score=st.sas.score, alarm=st.sas.alarm)
 
-    async def _reload_if_moved(self, camera_id: str) -> None:
-        """A stream starts, with a store other servers write: if one of them committed this camera since this
-        server last did (the camera moved away and came back), the cached state is dropped, so that its last
-        seq, SAS, alarm and normality model are read from the store again (and flow starts cold)."""
-        st = self.cameras.get(camera_id)
-        if st is None or not self.hub.log.shared or st.pending or self.streams.get(camera_id):
+    async def _reload_if_moved(self, camera_id: str, context) -> None:
+        """A stream starts, with a store other servers write. The store unreachable: the stream is refused
+        (UNAVAILABLE; the camera keeps its frames and reconnects). If another server committed this camera
+        since this one last did (the camera moved away and came back), the cached state is dropped, so that
+        its last seq, SAS, alarm and normality model are read from the store again (and flow starts cold)."""
+        if not self.hub.log.shared:
             return
         try:
             saved = await asyncio.to_thread(self.hub.log.load_camera, camera_id)
         except StoreUnavailable as err:
-            log.warning("camera %s: cannot read its stored state (%s); the fence guards its commits", camera_id, err)
-            return
-        if saved is None or saved.last_seq == st.last_seq:
-            return
-        if self.cameras.get(camera_id) is st and not st.pending and not self.streams.get(camera_id):
-            del self.cameras[camera_id]
-            log.info("camera %s: another server committed it up to seq %d (here: %d); its state is loaded again",
-                     camera_id, saved.last_seq, st.last_seq)
+            log.warning("camera %s: stream refused, the store is unreachable: %s", camera_id, err)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the server cannot reach its store now; reconnect later")
+        st = self.cameras.get(camera_id)
+        if st is None or st.pending or self.streams.get(camera_id) or saved is None or saved.last_seq == st.last_seq:
+            return  # not held here, busy with another stream of the camera (whose commits the fence guards), or current
+        del self.cameras[camera_id]
+        log.info("camera %s: another server committed it up to seq %d (here: %d); its state is loaded again",
+                 camera_id, saved.last_seq, st.last_seq)
 
     async def cancel_pending(self) -> None:
         """Hard stop: cancel every frame admitted and not committed (none of them is acknowledged)."""
@@ -351,7 +351,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         limit = self.cfg.limits.max_streams_per_camera
         if self.streams.get(camera_id, 0) >= limit:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"camera {camera_id} already has {limit} open streams")
-        await self._reload_if_moved(camera_id)
+        await self._reload_if_moved(camera_id, context)
         arrived = camera_id not in self.cameras  # its state is loaded from the store now
         mode = await self._stream_mode(context, camera_id)
         if arrived:

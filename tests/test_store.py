@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 
+import grpc
 import pg_support
 import pytest
 from conftest import client_tls, run, server_config
@@ -405,7 +406,7 @@ def test_a_stale_server_loses_the_fence_its_frames_are_duplicate_and_raise_nothi
 def test_postgres_stopped_mid_stream_frames_wait_and_nothing_acked_is_lost(pki, tmp_path, analyzer, encoder, pg,
                                                                            pg_cluster):
     tls = client_tls(pki, "camera/cam-1")
-    cfg = pg_server_config(pki, tmp_path, pg, server_id="A")
+    cfg = pg_server_config(pki, tmp_path, pg.model_copy(update={"connect_timeout_s": 1.0}), server_id="A")
 
     async def scenario():
         srv = await start_server(cfg, analyzer=_FixedAnalyzer(analyzer, [0.0] * 4 + [1.0] * 8))
@@ -425,7 +426,13 @@ def test_postgres_stopped_mid_stream_frames_wait_and_nothing_acked_is_lost(pki, 
                 await asyncio.sleep(0.02)
             await asyncio.to_thread(pg_cluster.stop, "fast")
             down.set()
-            await asyncio.sleep(1.5)
+            try:  # a new stream meanwhile is refused: the camera keeps its frames and reconnects
+                await exchange(f"127.0.0.1:{srv.port}", client_tls(pki, "camera/cam-2"),
+                               [latent_frame(encoder, 1, camera="cam-2")])
+                times["new stream"] = "accepted"
+            except grpc.aio.AioRpcError as err:
+                times["new stream"] = err.code()
+            await asyncio.sleep(1.0)
             times["up"] = time.monotonic()
             await asyncio.to_thread(pg_cluster.start)
             acks = await asyncio.wait_for(stream, 30)
@@ -441,6 +448,7 @@ def test_postgres_stopped_mid_stream_frames_wait_and_nothing_acked_is_lost(pki, 
     assert all(t >= times["up"] for a, t in acks if a.seq >= 5)  # none acknowledged before its commit
     assert saved.last_seq == 12 and saved.alarm
     assert [(e.kind, e.seq) for e in events] == [(RAISED, 8)]
+    assert times["new stream"] == grpc.StatusCode.UNAVAILABLE
 
 
 # --------------------------------------------------------------------------- configuration and start-up
@@ -543,3 +551,33 @@ def test_one_mqtt_publisher_among_servers_sharing_a_store_and_a_takeover(pki, tm
     assert first == (4, 0)  # the leader published the other server's events too
     assert after == 2 and len(table) == 6
     assert [m["event_id"] for m in got] == table  # each once, in id order, across the takeover
+
+
+def test_a_camera_that_comes_back_is_reloaded_from_the_store_not_from_the_old_cache(pki, tmp_path, analyzer,
+                                                                                   encoder, pg):
+    """cam-1 on A (alarm raised), then on B (cleared, SAS down to LB), then back on A, which still holds its
+    old state in memory: A must go on from B's state, not from its own stale cache."""
+    tls = client_tls(pki, "camera/cam-1")
+    cfg_a = pg_server_config(pki, tmp_path, pg, server_id="A")
+    cfg_b = pg_server_config(pki, tmp_path, pg, server_id="B")
+
+    async def scenario():
+        a = await start_server(cfg_a, analyzer=_FixedAnalyzer(analyzer, [1.0] * 4 + [1.0] * 4))
+        b = await start_server(cfg_b, analyzer=_FixedAnalyzer(analyzer, [0.0] * 4))
+        try:
+            on_a = await exchange(f"127.0.0.1:{a.port}", tls, [latent_frame(encoder, s) for s in range(1, 5)])
+            on_b = await exchange(f"127.0.0.1:{b.port}", tls, [latent_frame(encoder, s) for s in range(5, 9)])
+            back = await exchange(f"127.0.0.1:{a.port}", tls, [latent_frame(encoder, s) for s in range(7, 11)])
+            return on_a, on_b, back, a.hub.log.since(0), a.hub.log.load_camera("cam-1")
+        finally:
+            await a.stop(0)
+            await b.stop(0)
+
+    on_a, on_b, back, events, saved = run(scenario())
+    assert on_a[-1].alarm and not on_b[-1].alarm
+    assert [a.outcome for a in back] == [pvad_pb2.DUPLICATE] * 2 + [pvad_pb2.ACCEPTED] * 2
+    # B's four 0.0s left x at -5 or -7 (its first frame may be held while flow is cold): two 1.0s on A give at
+    # most -3 (score 0.047); A's stale cache (x = 1, alarm on) would have said alarm, with a score above 0.95
+    assert not any(a.alarm for a in back) and back[-1].score < 0.05
+    assert [e.kind for e in events] == [RAISED, CLEARED] and events[0].seq == 4 and 5 <= events[1].seq <= 8
+    assert saved.last_seq == 10 and not saved.alarm
