@@ -180,7 +180,8 @@ def haproxy_events(log_path: Path) -> list[tuple[str, str]]:
 
 async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, cameras: int = 24, fps: float = 2.0,
                         hang_s: float = 10.0, phase_s: float = 8.0, stream_age_s: float = 20.0,
-                        camera_processes: int = 6, store: str | None = None) -> dict:
+                        camera_processes: int = 6, store: str | None = None,
+                        hash_balance_factor: int | None = 110) -> dict:
     from pvad.cluster.local import LocalCluster, postgres_supported
     from pvad.cluster.processes import ClusterError
 
@@ -207,8 +208,11 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
     }
     from pvad.cluster.processes import free_port
 
+    from pvad.cluster.haproxy import Timing
+
     cluster = LocalCluster(workdir, servers=servers, listen=f"127.0.0.1:{free_port()}", template=template, store=store,
-                           cameras=tuple(names), subscribers=(SUBSCRIBER,))
+                           cameras=tuple(names), subscribers=(SUBSCRIBER,),
+                           timing=Timing(hash_balance_factor=hash_balance_factor or None))
     t_start = time.monotonic()
     await asyncio.to_thread(cluster.start)
     startup_s = time.monotonic() - t_start
@@ -232,7 +236,8 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
     procs = [subprocess.Popen([sys.executable, "-m", "pvad.bench.cluster", *[str(cam_dir / f"{c}.yaml") for c in g]],
                               stdout=subprocess.PIPE, stderr=open(cam_dir / f"group-{i}.log", "w"), text=True)
              for i, g in enumerate(groups)]
-    result: dict = {"servers": servers, "cameras": cameras, "fps": fps, "store": store, "startup_s": round(startup_s, 1)}
+    result: dict = {"servers": servers, "cameras": cameras, "fps": fps, "store": store,
+                    "hash_balance_factor": hash_balance_factor or None, "startup_s": round(startup_s, 1)}
     try:
         deadline = time.monotonic() + 120
         while len({s.camera for s in seen.scores}) < cameras:

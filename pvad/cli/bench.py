@@ -29,7 +29,7 @@ def _cmd_bench_cluster(args: argparse.Namespace) -> int:
     result = asyncio.run(bench_cluster(Path(args.workdir), source=bench_source(args), servers=args.servers,
                                        cameras=args.cameras, fps=args.fps, hang_s=args.hang_s, phase_s=args.phase_s,
                                        stream_age_s=args.stream_age_s, camera_processes=args.camera_processes,
-                                       store=args.store))
+                                       store=args.store, hash_balance_factor=args.hash_balance_factor))
     print_result(result, args.json)
     ok = result["frames_lost"] == 0 and not result["camera_errors"]
     if result["store"] == "postgres":
@@ -197,6 +197,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--stream-age-s", type=float, default=20.0, help="limits.max_stream_age_s of the servers")
     b.add_argument("--camera-processes", type=int, default=6, help="the cameras are spread over this many processes")
     b.add_argument("--store", choices=["postgres", "sqlite"], help="default: postgres where the server supports it")
+    b.add_argument("--hash-balance-factor", type=int, default=110,
+                   help="HAProxy's bounded loads in %% of the mean (0: plain consistent hashing)")
     b.add_argument("--source")
     b.add_argument("--workdir", default=".pvad/bench-cluster")
     b.add_argument("--json", action="store_true")

@@ -94,7 +94,7 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 def _cmd_haproxy_config(args: argparse.Namespace) -> int:
     """The HAProxy config for servers on other machines (README, Production: several servers)."""
-    from pvad.cluster.haproxy import Backend, haproxy_config
+    from pvad.cluster.haproxy import Backend, Timing, haproxy_config
     from pvad.errors import ConfigError
 
     backends = []
@@ -104,7 +104,8 @@ def _cmd_haproxy_config(args: argparse.Namespace) -> int:
             raise ConfigError(f"--server {spec!r}: expected HOST:PORT,HEALTH_PORT")
         backends.append(Backend(f"server-{i}", address, int(health)))
     print(haproxy_config(listen=args.listen, backends=backends, ca=Path(args.ca), frontend_pem=Path(args.frontend_pem),
-                         proxy_pem=Path(args.proxy_pem)), end="")
+                         proxy_pem=Path(args.proxy_pem), timing=Timing(hash_balance_factor=args.hash_balance_factor or None)),
+          end="")
     return 0
 
 
@@ -136,4 +137,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     hc.add_argument("--ca", required=True, help="the CA of cameras, subscribers and servers")
     hc.add_argument("--frontend-pem", required=True, help="certificate + key HAProxy shows clients (SAN pvad-server)")
     hc.add_argument("--proxy-pem", required=True, help="proxy/<id> certificate + key HAProxy shows the servers")
+    hc.add_argument("--hash-balance-factor", type=int, default=110,
+                    help="bounded loads: at most this %% of the mean streams per server (0: plain consistent hashing, "
+                         "on which two HAProxies always agree)")
     hc.set_defaults(func=_cmd_haproxy_config)

@@ -27,7 +27,9 @@ from pvad.errors import PvadError
 
 log = logging.getLogger(__name__)
 
-PG_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin"), Path("/usr/local/bin"))
+PG_BIN_DIRS = (*sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name.zfill(4), reverse=True),
+               Path("/usr/local/bin"))
+"""Where PostgreSQL's programs are looked for first (Debian: /usr/lib/postgresql/<major>/bin, newest first)."""
 
 
 class ClusterError(PvadError):
