@@ -221,3 +221,38 @@ def test_stream_ends_cleanly_at_its_age_and_the_camera_loses_nothing(proxy_pki, 
     assert report.stream.reconnects == 0  # a clean end is not a failure: no backoff
     assert report.trailers.get(STREAM_END_KEY) in (None, "max-stream-age")
     assert accepted == 30  # every frame scored once (resent ones were never admitted before)
+
+
+def test_compose_cluster_profile_matches_the_generator():
+    """The compose file's `cluster` profile: its haproxy.cfg is what `pvad cluster haproxy-config` writes, its
+    servers trust that proxy and use the compose PostgreSQL, and every secret they name is delivered."""
+    from pathlib import Path
+
+    import yaml
+
+    from pvad.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    services = compose["services"]
+    cluster = {k for k, v in services.items() if "cluster" in v.get("profiles", [])}
+    assert cluster == {"haproxy", "postgres", "cluster-server-1", "cluster-server-2"}
+    text = haproxy_config(listen="0.0.0.0:50051", backends=[Backend(f"server-{i}", f"cluster-server-{i}:50051", 8081)
+                                                              for i in (1, 2)],
+                          ca=Path("/run/secrets/pvad_ca"), frontend_pem=Path("/run/secrets/pvad_haproxy_frontend"),
+                          proxy_pem=Path("/run/secrets/pvad_haproxy_proxy"))
+    assert (root / "configs/cluster/haproxy.cfg").read_text() == text
+    for i in (1, 2):
+        svc = services[f"cluster-server-{i}"]
+        mount = next(v for v in svc["volumes"] if v["target"] == "/etc/pvad/server.yaml")
+        cfg = load_config(root / mount["source"], "server")
+        assert cfg.server_id == f"server-{i}" and cfg.access.trusted_proxies == ["hap-1"]
+        assert cfg.health.listen.endswith(":8081") and cfg.postgres is not None and "host=postgres" in cfg.postgres.dsn
+        delivered = {f"/run/secrets/{s}" for s in svc["secrets"]}
+        assert {str(cfg.tls.ca), str(cfg.tls.cert), str(cfg.tls.key), str(cfg.postgres.password_file)} <= delivered
+    hap = services["haproxy"]
+    assert {f"/run/secrets/{s}" for s in hap["secrets"]} >= {"/run/secrets/pvad_ca", "/run/secrets/pvad_haproxy_frontend",
+                                                             "/run/secrets/pvad_haproxy_proxy"}
+    for svc in (services[n] for n in cluster):
+        for name in svc.get("secrets", []):
+            assert name in compose["secrets"], name
