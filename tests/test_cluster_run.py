@@ -50,3 +50,69 @@ def test_kill_one_of_two_servers_loses_no_frame(tmp_path):
     if store == "postgres":  # a shared, fenced store: a frame whose commit outlived its ack is not scored again
         assert result["frames_scored_twice"] == 0
         assert result["alarms_missed"] == 0 and result["alarms_in_order"]
+
+
+@pytest.mark.skipif(haproxy_binary() is None, reason="needs Debian's haproxy (make services installs it as root)")
+def test_pvad_cluster_up_and_down(tmp_path):
+    """`pvad cluster up` prints HAProxy's address once everything is ready; a camera streams through it;
+    `pvad cluster down` stops every process it started."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from pvad.bench.faults import ANALYSIS
+    from pvad.cluster.processes import free_port
+
+    template = tmp_path / "template.yaml"
+    template.write_text(yaml.safe_dump({"kind": "server", "accept": ["blur"], "analysis": ANALYSIS,
+                                        "decoders": {"checkpoints": [], "untrained_seeds": []}}))
+    workdir, listen = tmp_path / "cluster", f"127.0.0.1:{free_port()}"
+    up = subprocess.Popen([sys.executable, "-m", "pvad.cli", "cluster", "up", "--servers", "2", "--store", "sqlite",
+                           "--workdir", str(workdir), "--listen", listen, "--config", str(template)],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("connect to" in ln for ln in lines):
+            line = up.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        assert any(f"connect to {listen}" in ln for ln in lines), lines
+        state = json.loads((workdir / "cluster.json").read_text())
+        pids = [s["pid"] for s in state["servers"]] + [state["haproxy"]["pid"]]
+        cam = tmp_path / "cam.yaml"
+        c = workdir / "certs"
+        frames = tmp_path / "frames"
+        frames.mkdir()
+        import cv2
+        import numpy as np
+
+        for i in range(5):
+            cv2.imwrite(str(frames / f"{i:03d}.png"), np.full((240, 320, 3), 40 * i, np.uint8))
+        cam.write_text(yaml.safe_dump({
+            "kind": "camera", "camera_id": "cam-1", "server": listen,
+            "tls": {"ca": str(c / "ca.pem"), "cert": str(c / "camera-cam-1.pem"), "key": str(c / "camera-cam-1.key")},
+            "capture": {"source": str(frames), "target_fps": 10}, "anonymizer": {"name": "blur"}}))
+        res = subprocess.run([sys.executable, "-m", "pvad.cli", "-q", "camera", "--config", str(cam)],
+                             capture_output=True, text=True, timeout=60)
+        report = json.loads(res.stdout.strip().splitlines()[-1])
+        assert report["frames_acked"] == 5 and report["frames_lost"] == 0
+        down = subprocess.run([sys.executable, "-m", "pvad.cli", "cluster", "down", "--workdir", str(workdir)],
+                              capture_output=True, text=True, timeout=90)
+        assert down.returncode == 0, down.stderr
+        assert up.wait(30) == 0
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            assert not alive, f"pid {pid} still runs"
+    finally:
+        if up.poll() is None:
+            up.kill()

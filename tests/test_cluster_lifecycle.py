@@ -1,0 +1,60 @@
+"""A camera that arrives with stored state (moved here, or this server restarted): flow starts cold and
+the SAS is held for its first frame; counted in metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import client_tls, run, server_config
+
+from analysis_server.service import cold_start_frames, start_server
+from camera_client.client import make_frame
+from pvad.channel import secure_channel
+from pvad.config import BackgroundConfig
+from pvad.v1 import pvad_pb2, pvad_pb2_grpc
+
+
+async def _stream(address, tls, frames):
+    async with secure_channel(address, tls) as ch:
+        async def gen():
+            for f in frames:
+                yield f
+
+        return [a async for a in pvad_pb2_grpc.IngestStub(ch).Stream(gen(), timeout=30)]
+
+
+def test_sas_held_while_flow_is_cold_after_arrival(pki, tmp_path, analyzer, encoder):
+    rng = np.random.default_rng(3)
+    frames = [(rng.random((240, 320, 3)) * 255).astype(np.uint8) for _ in range(6)]
+    cfg = server_config(pki, tmp_path)
+
+    async def scenario():
+        first = await start_server(cfg, analyzer=analyzer)  # the camera's first server
+        try:
+            acks_a = await _stream(f"127.0.0.1:{first.port}", client_tls(pki, "camera/cam-1"),
+                                   [make_frame("cam-1", s, 0, encoder(frames[s])) for s in range(3)])
+        finally:
+            await first.stop(0)
+        second = await start_server(cfg, analyzer=analyzer)  # same store, new process state: the camera arrives
+        try:
+            acks_b = await _stream(f"127.0.0.1:{second.port}", client_tls(pki, "camera/cam-1"),
+                                   [make_frame("cam-1", s, 0, encoder(frames[s])) for s in range(3, 6)])
+            fresh = await _stream(f"127.0.0.1:{second.port}", client_tls(pki, "camera/cam-2"),
+                                  [make_frame("cam-2", 1, 0, encoder(frames[0]))])
+            m = second.metrics
+            counts = (m.camera_cold_starts._value.get(), m.frames_held_cold._value.get())
+        finally:
+            await second.stop(0)
+        return acks_a, acks_b, fresh, counts
+
+    acks_a, acks_b, fresh, counts = run(scenario())
+    assert all(a.outcome == pvad_pb2.ACCEPTED for a in acks_a + acks_b + fresh)
+    assert acks_b[0].score == acks_a[-1].score  # held: the stored SAS stands still on the cold frame
+    assert acks_b[1].score != acks_b[0].score  # then it moves again
+    assert counts == (1, 1)  # cam-1 arrived with stored state; cam-2 was new (nothing to hold against)
+
+
+def test_cold_start_frames_follow_the_background():
+    assert cold_start_frames(None) == 1
+    assert cold_start_frames(BackgroundConfig(history=500)) == 25
+    assert cold_start_frames(BackgroundConfig(history=100)) == 10
+    assert cold_start_frames(BackgroundConfig(history=5)) == 1
