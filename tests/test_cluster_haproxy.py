@@ -67,7 +67,7 @@ def test_haproxy_accepts_the_generated_config_and_refuses_a_broken_one(proxy_pki
     text = path.read_text()
     # the client's copy of the header is deleted before the proxy sets its own
     assert text.index(f"del-header {CLIENT_CN_HEADER}") < text.index(f"set-header {CLIENT_CN_HEADER}")
-    assert "hash-type consistent" in text and "option httpchk GET /ready" in text
+    assert "hash-type consistent" in text and "option httpchk GET /ready" in text and "hash-balance-factor 110" in text
     path.write_text(text.replace("balance hash", "balance hashh"))
     with pytest.raises(ConfigError, match="haproxy refuses"):
         check_config(path)
@@ -123,8 +123,10 @@ def test_through_haproxy_identity_is_the_client_certificate_and_cameras_stick(pr
             cfg = server_config(proxy_pki, tmp_path / f"s{i}", access=AccessConfig(trusted_proxies=["hap-1"]),
                                 health=HealthConfig(listen="127.0.0.1:0"))
             servers.append(await start_server(cfg, analyzer=analyzer))
+        # plain consistent hashing: placement by the CN alone (bounded loads would also weigh the open streams)
         path, listen = write_haproxy(proxy_pki, tmp_path, [Backend(f"s{i}", f"127.0.0.1:{s.port}", s.health_port)
-                                                           for i, s in enumerate(servers)])
+                                                           for i, s in enumerate(servers)],
+                                     timing=Timing(hash_balance_factor=None))
         hap = await asyncio.to_thread(start_haproxy, path, tmp_path / "haproxy.log", listen)
         address = f"{listen[0]}:{listen[1]}"
         out = {}
