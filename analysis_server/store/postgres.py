@@ -424,7 +424,8 @@ class PostgresStore:
                     yield None
                     async for note in conn.notifies():
                         event_id, _, camera_id = note.payload.partition(" ")
-                        yield EventNotice(int(event_id), camera_id)
+                        if event_id.isdigit():
+                            yield EventNotice(int(event_id), camera_id)
             except _REACH_ERRORS as err:
                 log.warning("store: the listening connection broke (%s); reconnecting", str(err).strip())
                 warned = True
