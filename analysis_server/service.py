@@ -421,9 +421,13 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         return time.monotonic() + age * random.uniform(1.0 - jitter, 1.0 + jitter)
 
     async def _cold_start(self, camera_id: str) -> None:
-        """A camera whose state this process did not hold: it moved here from another server (or this server
-        restarted). Its SAS, alarm and last seq come from the store, but optical flow and background start
-        cold, so the SAS is held (no alarm decision) for the frames they need to be meaningful again."""
+        """A camera whose state this process did not hold, with a store other servers share: it moved here
+        from another server (or this server restarted). Its SAS, alarm and last seq come from the store, but
+        optical flow and background start cold, so the SAS is held (no alarm decision) for the frames they
+        need to be meaningful again. One server on its own SQLite file keeps its restart rule (the first
+        frame after a restart is scored with zero flow)."""
+        if not getattr(self.hub.log, "shared", False):
+            return
         st = self._camera(camera_id)
         if st.last_seq < 0:
             return  # a camera the store has never seen: nothing to hold against
