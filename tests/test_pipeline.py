@@ -48,7 +48,7 @@ def test_bench_server_reports_fps_stages_and_efficiency():
     assert set(p["by_batch"]) == {1, 2} and all(v["fps"] > 0 for v in p["by_batch"].values())
     assert set(p["isolated_ms"]) == {"decode", "flow", "normality", "detector", "classifier"}
     assert "normality" in p["stages_ms"]
-    assert 0 < p["pipeline_efficiency"] and p["batch_speedup"] > 0
+    assert 0 < p["pipeline_efficiency"] and p["batch_speedup"] > 0 and p["networks_batch_speedup"] > 0
     assert r["pipeline_efficiency"] == p["pipeline_efficiency"]
 
 

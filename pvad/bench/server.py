@@ -5,7 +5,8 @@ receives latents of real frames from `cameras` concurrent streams; frames/s is w
 The networks are also timed alone (best batched time per frame for the decoder, the detector and the
 two-stream classifier, plus flow); **pipeline efficiency** = that sum / the server's measured time
 per frame (1.0 = orchestration, transport and Python cost nothing). **batch_speedup** = frames/s at
-the largest batch over frames/s at batch 1. Every analyzer warms up its batch shapes before the clock
+the largest batch over frames/s at batch 1, beside **networks_batch_speedup**, the same ratio for the
+isolated networks (what batching can give at most). Every analyzer warms up its batch shapes before the clock
 starts (`batching.warmup`). With a reduced `--precision` (or `--int8` classifier trunks, calibrated on
 the benchmark's own frames before the clock starts), each profile also reports the largest |σ - σ_fp32|
 and the largest relative error of the head's input features on the same frames, and whether both are
@@ -251,7 +252,7 @@ def bench_server(*, source: Path, cameras: int = 8, frames: int = 24, batches: t
                  "quantization": quantization, "cpu_flags": reported_flags(cpu_flags()), "profiles": {}}
     for name, prof in chosen.items():
         per_batch = {}
-        isolated = None
+        isolated = isolated_b1 = None
         for b in batches:
             acfg = AnalysisConfig.model_validate({**prof, "batching": {"max_batch": b, "max_wait_ms": 5}})
             analyzer = Analyzer(acfg, DecoderConfig(untrained_seeds=[]))  # warms up every batch size <= b
@@ -264,6 +265,8 @@ def bench_server(*, source: Path, cameras: int = 8, frames: int = 24, batches: t
                             "stages_ms": analyzer.times.ms_per_frame()}
             if b == max(batches):
                 isolated = analyzer.executor.submit(isolated_ms, analyzer, latents, b).result()  # its networks' thread
+            if b == min(batches) and len(batches) > 1:
+                isolated_b1 = analyzer.executor.submit(isolated_ms, analyzer, latents, b).result()
             analyzer.close()  # its thread and OpenMP team go: the next analyzer runs alone
         top = per_batch[max(batches)]
         resolved = analyzer.precision
@@ -276,6 +279,8 @@ def bench_server(*, source: Path, cameras: int = 8, frames: int = 24, batches: t
             "isolated_ms": isolated,
             "pipeline_efficiency": round(ideal / (1000.0 / top["fps"]), 3),
             "batch_speedup": round(top["fps"] / per_batch[min(batches)]["fps"], 3),
+            # what batching can give at most: the isolated networks' time per frame, smallest over largest batch
+            "networks_batch_speedup": (round(sum(isolated_b1.values()) / ideal, 3) if len(batches) > 1 else None),
             "precision": resolved,
             "classifier_trunks": int8_state,  # none, int8, or fp32 (int8 rejected by its guard)
         }
