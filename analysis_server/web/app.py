@@ -25,9 +25,21 @@ from pydantic import BaseModel, Field
 
 from analysis_server.alarms import AlarmHub, AlreadyAcked, NotAckable, UnknownEvent
 from analysis_server.metrics import ServerMetrics
-from analysis_server.web.auth import COOKIE, ROLES, Sessions, User, UserStore, load_secret
+from analysis_server.web.auth import (
+    COOKIE,
+    ROLES,
+    Sessions,
+    User,
+    UserStore,
+    load_secret,
+)
 from analysis_server.web.metrics import WebMetrics
-from analysis_server.web.sse import EventStreams, ack_json, alarm_json, parse_last_event_id
+from analysis_server.web.sse import (
+    EventStreams,
+    ack_json,
+    alarm_json,
+    parse_last_event_id,
+)
 from analysis_server.web.views import RawFrameRefused, ViewMaker
 from pvad.aio import cancel_and_wait
 from pvad.config import ServerConfig

@@ -206,9 +206,8 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
         "limits": {"max_streams_per_camera": 4, "max_stream_age_s": stream_age_s, "stream_age_jitter": 0.2},
         "drain_s": 3.0,
     }
-    from pvad.cluster.processes import free_port
-
     from pvad.cluster.haproxy import Timing
+    from pvad.cluster.processes import free_port
 
     cluster = LocalCluster(workdir, servers=servers, listen=f"127.0.0.1:{free_port()}", template=template, store=store,
                            cameras=tuple(names), subscribers=(SUBSCRIBER,),

@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import statistics
 import subprocess
 import time
 from pathlib import Path

@@ -27,7 +27,15 @@ import yaml
 
 from pvad.certs import issue_cert, make_dev_pki, pem_bundle
 from pvad.cluster.haproxy import Backend, Timing, haproxy_binary, haproxy_config
-from pvad.cluster.processes import Child, ClusterError, Postgres, free_port, server_argv, start_haproxy, wait_ready
+from pvad.cluster.processes import (
+    Child,
+    ClusterError,
+    Postgres,
+    free_port,
+    server_argv,
+    start_haproxy,
+    wait_ready,
+)
 from pvad.errors import ConfigError
 
 log = logging.getLogger(__name__)

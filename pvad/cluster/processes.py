@@ -42,7 +42,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def wait_tcp(host: str, port: int, timeout: float, *, child: "Child | None" = None) -> None:
+def wait_tcp(host: str, port: int, timeout: float, *, child: Child | None = None) -> None:
     """Until something accepts TCP connections on host:port (or `child` exits, or the time is up)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,7 +81,7 @@ class Child:
     proc: subprocess.Popen | None = None
     paused: bool = False
 
-    def start(self) -> "Child":
+    def start(self) -> Child:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")
         try:
