@@ -345,7 +345,8 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             return False
 
     async def Stream(self, request_iterator: AsyncIterator[pvad_pb2.Frame], context) -> AsyncIterator[pvad_pb2.FrameAck]:
-        camera_id = await peer_identity(context, "camera", self.cfg.access.trusted_proxies)
+        who = await caller_identity(context, "camera", self.cfg.access.trusted_proxies)
+        camera_id = who.ident
         if self.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
         limit = self.cfg.limits.max_streams_per_camera
@@ -358,7 +359,8 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             await self._cold_start(camera_id)
         self.streams[camera_id] = self.streams.get(camera_id, 0) + 1
         self.metrics.streams.inc()
-        log.info("camera %s connected from %s%s", camera_id, context.peer(), f" ({mode[0]} stream)" if mode else "")
+        log.info("camera %s connected from %s%s%s", camera_id, context.peer(), f" via proxy/{who.proxy}" if who.proxy else "",
+                 f" ({mode[0]} stream)" if mode else "")
         n = 0
         acks: asyncio.Queue = asyncio.Queue()  # each frame's ack future, in the stream's frame order
         cut = False  # the server began draining: frames after that are left unacknowledged
