@@ -18,6 +18,13 @@ is disconnected). Cameras run in a few processes (``--camera-processes``), each 
 connection, certificate and buffer, and report every ack's time. An alarm subscriber goes through
 HAProxy and resumes by event id halfway; with PostgreSQL its ids are compared with the database's.
 
+MQTT (with PostgreSQL, when ``mosquitto`` is on PATH and paho-mqtt is installed): a broker of the bench's own
+on a free loopback port, every server's ``mqtt:`` section pointing at it, and a QoS 1 listener with a
+persistent session subscribed to ``pvad/events`` before the servers start, for the whole run. Its event ids
+are compared with the database's (``missing``; ``duplicates`` are allowed by QoS 1 and counted); which
+servers connected to the broker as the publisher comes from their logs, and a second connection with the
+publishers' client id while one is connected (two publishers at once) from the broker's log.
+
 The servers run the faults bench's tiny untrained profile on blurred JPEGs: this is about delivery.
 """
 
@@ -101,6 +108,139 @@ async def follow_alarms_through_proxy(address: str, tls: ClientTLS, out: Observe
         except grpc.aio.AioRpcError:
             await asyncio.sleep(0.2)
         out.subscriber_reconnects += 1
+
+
+# --------------------------------------------------------------------------- MQTT
+
+
+MQTT_TOPIC_PREFIX = "pvad"
+MQTT_CLIENT_ID = "pvad-server"  # the servers' bridges share one (they share one session: one publishes)
+
+
+def mqtt_unavailable(store: str) -> str | None:
+    """Why the bench cannot measure MQTT here, or None when it can."""
+    import shutil
+
+    if store != "postgres":
+        return "SQLite per server: no single publisher and no one alarm log to compare with"
+    if shutil.which("mosquitto") is None:
+        return "mosquitto is not on PATH (Debian package `mosquitto`)"
+    try:
+        import paho.mqtt.client  # noqa: F401
+    except ImportError:
+        return "paho-mqtt is not installed (pip install 'pvad[mqtt]')"
+    return None
+
+
+class MqttBroker:
+    """A mosquitto of the bench's own on a free loopback port, logging to ``folder/mosquitto.log``."""
+
+    def __init__(self, folder: Path) -> None:
+        import getpass
+
+        from pvad.cluster.processes import Child, free_port
+
+        self.port = free_port()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log_path = folder / "mosquitto.log"
+        conf = folder / "mosquitto.conf"
+        # as root, mosquitto would switch to its own user: run as ourselves
+        conf.write_text("\n".join([f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1",
+                                    "allow_anonymous true", "persistence false", f"log_dest file {self.log_path}",
+                                    "log_type all", "log_timestamp true"]) + "\n")
+        self.child = Child("mosquitto", ["mosquitto", "-c", str(conf)], folder / "mosquitto.out")
+
+    def start(self) -> None:
+        from pvad.cluster.processes import wait_tcp
+
+        self.child.start()
+        wait_tcp("127.0.0.1", self.port, 10, child=self.child)
+
+    def stop(self) -> None:
+        self.child.stop(5)
+
+    def takeovers(self) -> int:
+        """Connections with the publishers' client id while another was connected (two publishers at once)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return 0
+        return text.count(f"Client {MQTT_CLIENT_ID} already connected")
+
+
+class MqttListener:
+    """QoS 1 subscriber with a persistent session on ``pvad/events``: every alarm event id it receives."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.ids: list[int] = []
+        self.subscribed = threading.Event()
+        self._lock = threading.Lock()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pvad-bench-listener", clean_session=False)
+        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(f"{MQTT_TOPIC_PREFIX}/events", qos=1)
+        c.on_subscribe = lambda *_: self.subscribed.set()
+        c.on_message = self._on_message
+        c.reconnect_delay_set(min_delay=1, max_delay=2)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        self.client = c
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            event_id = int(json.loads(msg.payload)["event_id"])
+        except (ValueError, KeyError, TypeError):
+            return
+        with self._lock:
+            self.ids.append(event_id)
+
+    def received(self) -> list[int]:
+        with self._lock:
+            return list(self.ids)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def mqtt_publishers(cluster) -> dict[str, int]:
+    """server name -> how many times its bridge connected to the broker (as the publisher), from its log."""
+    out = {}
+    for s in cluster.slots:
+        try:
+            text = s.child.log_path.read_text(errors="replace")
+        except OSError:
+            continue
+        if n := text.count("MQTT connected to"):
+            out[s.name] = n
+    return out
+
+
+def mqtt_publishing_now(cluster) -> list[str]:
+    """The running servers whose bridge is connected to the broker now (more "connected" than "disconnected"
+    lines in their log); one, unless two publish at once."""
+    now = []
+    for s in cluster.slots:
+        if not s.child.alive:
+            continue
+        try:
+            text = s.child.log_path.read_text(errors="replace")
+        except OSError:
+            continue
+        if text.count("MQTT connected to") > text.count("MQTT disconnected"):
+            now.append(s.name)
+    return now
+
+
+def mqtt_figures(received: list[int], db_ids: list[int], publishers: dict[str, int], takeovers: int) -> dict:
+    counts = collections.Counter(received)
+    db = set(db_ids)
+    return {"received": len(received), "database_alarms": len(db_ids),
+            "missing": sorted(db - set(counts)), "duplicates": sum(1 for n in counts.values() if n > 1),
+            "not_in_database": sorted(set(counts) - db), "publishers_seen": sorted(publishers),
+            "publisher_connections": publishers, "concurrent_publisher_connects": takeovers}
 
 
 # --------------------------------------------------------------------------- camera processes
@@ -209,11 +349,34 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
     from pvad.cluster.haproxy import Timing
     from pvad.cluster.processes import free_port
 
+    no_mqtt = mqtt_unavailable(store)
+    broker = listener = None
+    if no_mqtt is None:  # the broker and a persistent listener before any server, for the whole run
+        broker = MqttBroker(workdir / "mqtt")
+        broker.start()
+        try:
+            listener = MqttListener(broker.port)
+            if not await asyncio.to_thread(listener.subscribed.wait, 10):
+                raise ClusterError(f"the MQTT listener did not subscribe within 10 s; see {broker.log_path}")
+        except BaseException:
+            if listener is not None:
+                listener.close()
+            broker.stop()
+            raise
+        template["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": MQTT_TOPIC_PREFIX,
+                            "client_id": MQTT_CLIENT_ID, "qos": 1, "reconnect_max_s": 1.0}
+
     cluster = LocalCluster(workdir, servers=servers, listen=f"127.0.0.1:{free_port()}", template=template, store=store,
                            cameras=tuple(names), subscribers=(SUBSCRIBER,),
                            timing=Timing(hash_balance_factor=hash_balance_factor or None))
     t_start = time.monotonic()
-    await asyncio.to_thread(cluster.start)
+    try:
+        await asyncio.to_thread(cluster.start)
+    except BaseException:
+        if broker is not None:
+            listener.close()
+            broker.stop()
+        raise
     startup_s = time.monotonic() - t_start
     pki = cluster.pki
     sub_tls = _tls(pki, f"subscriber/{SUBSCRIBER}")
@@ -253,6 +416,7 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
         counts = collections.Counter(before.values())
         killed = counts.most_common(1)[0][0]
         k_slot = cluster.slots[killed]
+        mqtt_at = {"killed": mqtt_publishing_now(cluster)} if broker is not None else {}
         t_kill = time.time()
         k_slot.child.kill()
         log.info("fault: SIGKILL %s (%d cameras)", k_slot.name, counts[killed])
@@ -270,6 +434,8 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
             hung = now_counts.most_common(1)[0][0] if now_counts else (killed + 1) % servers
             h_slot = cluster.slots[hung]
             on_hung = sorted(c for c, s in after_kill.items() if s == hung)
+            if broker is not None:
+                mqtt_at["hung"] = mqtt_publishing_now(cluster)
             t_stop = time.time()
             h_slot.child.pause()
             log.info("fault: SIGSTOP %s (%d cameras) for %.0f s", h_slot.name, len(on_hung), hang_s)
@@ -306,7 +472,8 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
         db_ids = await asyncio.to_thread(_database_alarm_ids, cluster) if store == "postgres" else None
         if db_ids is not None:
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not set(db_ids) <= set(seen.alarms):
+            while time.monotonic() < deadline and not (
+                    set(db_ids) <= set(seen.alarms) and (listener is None or set(db_ids) <= set(listener.received()))):
                 await asyncio.sleep(0.2)
     finally:
         stop.set()
@@ -317,6 +484,9 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
             if p.poll() is None:
                 p.kill()
         await asyncio.to_thread(cluster.stop)
+        if broker is not None:
+            listener.close()
+            broker.stop()
 
     acks = {r["camera"]: r["ack_times"] for r in reports}
     rehome = [x for c in on_killed if (x := first_ack_after_gap(acks.get(c, []), t_kill)) is not None]
@@ -352,6 +522,12 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
                        "subscriber_reconnects": seen.subscriber_reconnects})
     else:
         result["alarms_missed"] = None  # SQLite per server: no one alarm log to compare with
+    if broker is not None and db_ids is not None:
+        result["mqtt"] = mqtt_figures(listener.received(), db_ids, mqtt_publishers(cluster), broker.takeovers())
+        result["mqtt"]["publishing_when"] = mqtt_at  # fault -> the server(s) publishing just before it
+    else:
+        result["mqtt"] = None
+        result["mqtt_unavailable"] = no_mqtt or "no database alarm ids to compare with"
     return result
 
 
