@@ -35,6 +35,10 @@ def _cmd_bench_cluster(args: argparse.Namespace) -> int:
     if result["store"] == "postgres":
         ok = ok and result["frames_scored_twice"] == 0 and result.get("alarms_missed") == 0 \
             and result.get("stale_commits_after_resume", 0) == 0
+    mqtt = result.get("mqtt")
+    if mqtt:  # measured (own mosquitto, shared store): every database alarm reached the broker, one publisher at a time
+        ok = ok and not mqtt["missing"] and not mqtt.get("not_in_database") \
+            and mqtt.get("concurrent_publisher_connects", 0) == 0
     return 0 if ok else 1
 
 
