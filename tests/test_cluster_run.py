@@ -1,5 +1,5 @@
-"""A short real cluster: `pvad server` processes behind Debian's HAProxy (PostgreSQL when the server has the
-store, else SQLite per server), camera processes, one server SIGKILLed and restarted: nothing is lost, and
+"""A short real cluster: `pvad server` processes behind Debian's HAProxy (PostgreSQL when it is installed,
+else SQLite per server), camera processes, one server SIGKILLed and restarted: nothing is lost, and
 with mosquitto every alarm in the database reached MQTT."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import pytest
 from conftest import INTEL_VIDEO
 
 from pvad.cluster.haproxy import haproxy_binary
-from pvad.cluster.local import postgres_supported
 from pvad.cluster.processes import PG_BIN_DIRS
 
 
@@ -28,7 +27,7 @@ def test_kill_one_of_two_servers_loses_no_frame(tmp_path):
     from pvad import samples
     from pvad.bench.cluster import bench_cluster
 
-    store = "postgres" if postgres_supported() and _postgres_installed() else "sqlite"
+    store = "postgres" if _postgres_installed() else "sqlite"
     source = INTEL_VIDEO if INTEL_VIDEO.exists() else samples.default_video()
     # PostgreSQL runs as the postgres user when this is root: its folder must be reachable (pytest's is 0700)
     workdir = Path(tempfile.mkdtemp(prefix="pvad-cluster-")) if store == "postgres" else tmp_path

@@ -322,7 +322,7 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
                         hang_s: float = 10.0, phase_s: float = 8.0, stream_age_s: float = 20.0,
                         camera_processes: int = 6, store: str | None = None,
                         hash_balance_factor: int | None = 110) -> dict:
-    from pvad.cluster.local import LocalCluster, postgres_supported
+    from pvad.cluster.local import LocalCluster
     from pvad.cluster.processes import ClusterError
 
     if servers < 2:
@@ -330,7 +330,7 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
     if hang_s and servers < 3:
         log.warning("with %d servers the hang leaves one server up only while the killed one is down: "
                     "the killed server restarts first", servers)
-    store = store or ("postgres" if postgres_supported() else "sqlite")
+    store = store or "postgres"
     workdir = Path(workdir).resolve()
     if workdir.exists():
         import shutil

@@ -34,9 +34,9 @@ def _template(path: str | None) -> dict:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from pvad.cluster.local import LocalCluster, postgres_supported
+    from pvad.cluster.local import LocalCluster
 
-    store = args.store or ("postgres" if postgres_supported() else "sqlite")
+    store = args.store
     if store == "sqlite":
         log.warning("store: SQLite, one file per server: a camera that moves to another server starts there without "
                     "its last seq, SAS or alarm state (use the PostgreSQL store for a real cluster)")
@@ -119,8 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--listen", default="127.0.0.1:50051", help="HAProxy's address for cameras and subscribers")
     up.add_argument("--config", help=f"server config template (default {DEFAULT_TEMPLATE.relative_to(DEFAULT_TEMPLATE.parents[1])}); "
                                      "the cluster sets listen, tls, health, the store and trusted_proxies itself")
-    up.add_argument("--store", choices=("postgres", "sqlite"),
-                    help="postgres (default where supported): one database for every server; sqlite: a file per server")
+    up.add_argument("--store", choices=("postgres", "sqlite"), default="postgres",
+                    help="postgres (default): one database for every server; sqlite: a file per server")
     up.add_argument("--camera", action="append", help="camera id to make a certificate for (repeatable; default cam-1)")
     up.add_argument("--subscriber", action="append", help="subscriber id to make a certificate for (default demo)")
     up.set_defaults(func=_cmd_up)

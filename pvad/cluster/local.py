@@ -43,13 +43,6 @@ log = logging.getLogger(__name__)
 PROXY_ID = "hap-1"
 
 
-def postgres_supported() -> bool:
-    """Whether this version's server config has the ``postgres`` store (ServerConfig.postgres)."""
-    from pvad.config import ServerConfig
-
-    return "postgres" in ServerConfig.model_fields
-
-
 @dataclass
 class ServerSlot:
     """One analysis server of the cluster: its ports, config file and process."""
@@ -100,8 +93,6 @@ class LocalCluster:
             raise ConfigError(f"--servers: at least 1, got {self.servers}")
         if self.store not in ("postgres", "sqlite"):
             raise ConfigError(f"store: 'postgres' or 'sqlite', got {self.store!r}")
-        if self.store == "postgres" and not postgres_supported():
-            raise ConfigError("store: this pvad's server has no postgres section yet; use the SQLite store")
         host, _, port = self.listen.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"--listen: {self.listen!r} is not host:port")
@@ -144,8 +135,7 @@ class LocalCluster:
             cfg["postgres"] = {"dsn": self.postgres.dsn, "password_file": str(self.postgres.password_file)}
         else:
             cfg["event_log"] = {"path": str(self.workdir / f"server-{slot_index}" / "events.sqlite")}
-        if postgres_supported():
-            cfg["server_id"] = f"server-{slot_index}"
+        cfg["server_id"] = f"server-{slot_index}"
         return cfg
 
     def _write_server(self, i: int) -> ServerSlot:
