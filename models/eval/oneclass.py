@@ -109,6 +109,12 @@ def _server_cfg(accept: list[str]) -> ServerConfig:
     return ServerConfig(tls=ServerTLS(ca=dummy, cert=dummy, key=dummy), accept=accept)
 
 
+def reference_analysis(**update: Any) -> AnalysisConfig:
+    """The analysis settings an evaluation uses without a server config: the CPU at fp32 and no int8
+    classifier, the reference arithmetic the README's figures use; ``update`` sets other fields."""
+    return AnalysisConfig(device="cpu", precision="fp32", quantization={"classifier": "none"}, **update)
+
+
 def build_stream(anonymizer_key: str, analysis: AnalysisConfig, *, camera_id: str = "eval") -> Stream:
     """The camera (anonymizer by key, e.g. ``none``, ``dp-encoder``, ``blur:person``) and the server
     (analysis settings; the decoder of a ``dp-encoder`` camera's checkpoint)."""
@@ -196,8 +202,7 @@ def evaluate_oneclass(data: Path, *, anonymizer: str = "none", analysis: Analysi
     """Fit on ``data``'s training videos through ``anonymizer``, score its test videos; FL-AUC per mode,
     on all test videos, on the tuning videos ``tune`` and on the rest."""
     ds = load_oneclass_dataset(Path(data))
-    analysis = analysis or AnalysisConfig(device="cpu", precision="fp32", quantization={"classifier": "none"},
-                                          normality={"fusion": "normality"})
+    analysis = analysis or reference_analysis(normality={"fusion": "normality"})
     if not analysis.normality.enabled:
         raise ConfigError("analysis.normality.enabled is false: a one-class evaluation needs the normality model")
     stream = build_stream(anonymizer, analysis)
@@ -265,7 +270,7 @@ def evaluate_streamed(data: Path, *, anonymizer: str = "none", analysis: Analysi
     from pvad.config import CameraConfig, CaptureConfig, ClientTLS, EventLogConfig
 
     ds = load_oneclass_dataset(Path(data))
-    analysis = analysis or AnalysisConfig(device="cpu", precision="fp32", quantization={"classifier": "none"})
+    analysis = analysis or reference_analysis()
     anon = default_mode_configs([anonymizer])[anonymizer]
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="pvad-streamed-")  # certificates, event log
     work = Path(workdir or tmp.name)
@@ -310,7 +315,7 @@ def evaluate_false_alarms(videos: Sequence[Path], *, anonymizer: str = "none", a
     last ``holdout`` and score those. Each source is its own camera."""
     from models.data.oneclass import FileVideo
 
-    analysis = analysis or AnalysisConfig(device="cpu", precision="fp32", quantization={"classifier": "none"})
+    analysis = analysis or reference_analysis()
     rows: dict[str, Any] = {}
     for path in videos:
         n = len(FileVideo(Path(path), fps))

@@ -13,19 +13,20 @@ from pvad.errors import ConfigError
 log = logging.getLogger("pvad")
 
 
+def _server_or_reference_analysis(args: argparse.Namespace):
+    """``--server-config``'s analysis settings, else ``models.eval.oneclass.reference_analysis()``."""
+    from models.eval.oneclass import reference_analysis
+    from pvad.config import load_config
+
+    return load_config(args.server_config, "server").analysis if args.server_config else reference_analysis()
+
+
 def _oneclass_analysis(args: argparse.Namespace):
     """The analysis settings of a one-class evaluation: a server config's, else the defaults (CPU, and the
     shipped classifier when the fusion uses one); ``--fusion`` and ``--checkpoint`` replace theirs."""
-    from pvad.config import (
-        SHIPPED_CLASSIFIER,
-        AnalysisConfig,
-        ClassifierConfig,
-        load_config,
-    )
+    from pvad.config import SHIPPED_CLASSIFIER, ClassifierConfig
 
-    # without a server config: the CPU at fp32, the reference arithmetic the README's figures use
-    analysis = (load_config(args.server_config, "server").analysis if args.server_config
-                else AnalysisConfig(device="cpu", precision="fp32", quantization={"classifier": "none"}))
+    analysis = _server_or_reference_analysis(args)
     norm = analysis.normality.model_copy(update={"enabled": True, **({"fusion": args.fusion} if args.fusion else {})})
     update = {"normality": norm}
     checkpoint = args.checkpoint or (None if args.server_config else SHIPPED_CLASSIFIER)
@@ -53,10 +54,8 @@ def _cmd_eval_oneclass(args: argparse.Namespace) -> int:
 
 def _cmd_eval_false_alarms(args: argparse.Namespace) -> int:
     from models.eval.oneclass import evaluate_false_alarms
-    from pvad.config import AnalysisConfig, load_config
 
-    analysis = (load_config(args.server_config, "server").analysis if args.server_config
-                else AnalysisConfig(device="cpu", precision="fp32", quantization={"classifier": "none"}))
+    analysis = _server_or_reference_analysis(args)
     report = evaluate_false_alarms([Path(v) for v in args.videos], anonymizer=args.anonymizer, analysis=analysis,
                                    learn_fraction=args.learn_fraction, holdout=args.holdout,
                                    oneclass=Path(args.oneclass) if args.oneclass else None, progress=not args.no_progress)
