@@ -56,12 +56,6 @@ def cold_start_frames(background) -> int:
 _PHASES = {None: pvad_pb2.PHASE_UNSPECIFIED, Phase.LEARNING: pvad_pb2.LEARNING, Phase.SCORING: pvad_pb2.SCORING}
 
 
-async def peer_identity(context: grpc.aio.ServicerContext, role: str, trusted_proxies=()) -> str:
-    """The id of the client certificate, which must be of `role`; aborts the call otherwise. Behind a proxy
-    listed in `trusted_proxies` it is the certificate the proxy forwards (see `analysis_server.identity`)."""
-    return (await caller_identity(context, role, trusted_proxies)).ident
-
-
 @dataclass
 class CameraState:
     """Per-camera analysis state; lives as long as the server process."""
@@ -428,7 +422,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         optical flow and background start cold, so the SAS is held (no alarm decision) for the frames they
         need to be meaningful again. One server on its own SQLite file keeps its restart rule (the first
         frame after a restart is scored with zero flow)."""
-        if not getattr(self.hub.log, "shared", False):
+        if not self.hub.log.shared:
             return
         st = self._camera(camera_id)
         if st.last_seq < 0:
@@ -500,7 +494,7 @@ class AlarmsService(pvad_pb2_grpc.AlarmsServicer):
         self.metrics = metrics
 
     async def Subscribe(self, request: pvad_pb2.SubscribeRequest, context) -> AsyncIterator[pvad_pb2.AlarmEvent]:
-        who = await peer_identity(context, "subscriber", self.cfg.access.trusted_proxies)
+        who = (await caller_identity(context, "subscriber", self.cfg.access.trusted_proxies)).ident
         allowed = self.cfg.access.cameras_for(who)
         wanted = frozenset(request.camera_ids)
         if allowed is not None:
