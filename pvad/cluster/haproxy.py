@@ -54,7 +54,7 @@ class Timing:
     hash_balance_factor: int | None = 110  # bounded loads: no server above 110 % of the mean open streams; None = off
 
 
-def _check_address(what: str, address: str) -> None:
+def check_address(what: str, address: str) -> None:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{what}: {address!r} is not host:port")
@@ -67,14 +67,14 @@ def haproxy_config(*, listen: str, backends: list[Backend], ca: Path, frontend_p
     ``frontend_pem``: the certificate (and key, one file) HAProxy shows cameras, which check it against
     ``server_name``; ``proxy_pem``: its ``proxy/<id>`` client certificate and key, shown to the servers;
     ``ca``: signs both the clients' and the servers' certificates."""
-    _check_address("listen", listen)
+    check_address("listen", listen)
     if not backends:
         raise ConfigError("backends: at least one analysis server is needed")
     names = [b.name for b in backends]
     if len(set(names)) != len(names):
         raise ConfigError(f"backends: duplicate server names in {names}")
     for b in backends:
-        _check_address(f"backend {b.name}", b.address)
+        check_address(f"backend {b.name}", b.address)
         if not 0 < b.health_port < 65536:
             raise ConfigError(f"backend {b.name}: health port {b.health_port} out of range")
     t = timing

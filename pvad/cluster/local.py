@@ -26,7 +26,13 @@ from pathlib import Path
 import yaml
 
 from pvad.certs import issue_cert, make_dev_pki, pem_bundle
-from pvad.cluster.haproxy import Backend, Timing, haproxy_binary, haproxy_config
+from pvad.cluster.haproxy import (
+    Backend,
+    Timing,
+    check_address,
+    haproxy_binary,
+    haproxy_config,
+)
 from pvad.cluster.processes import (
     Child,
     ClusterError,
@@ -93,9 +99,7 @@ class LocalCluster:
             raise ConfigError(f"--servers: at least 1, got {self.servers}")
         if self.store not in ("postgres", "sqlite"):
             raise ConfigError(f"store: 'postgres' or 'sqlite', got {self.store!r}")
-        host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"--listen: {self.listen!r} is not host:port")
+        check_address("--listen", self.listen)
         for key in ("listen", "tls", "health", "event_log", "postgres", "server_id"):
             if key in self.template:
                 log.info("the cluster sets %s itself: the template's value is replaced", key)
