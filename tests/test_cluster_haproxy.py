@@ -9,16 +9,22 @@ import time
 import grpc
 import numpy as np
 import pytest
-from conftest import run, server_config
+from conftest import client_tls, run, server_config
 
 from analysis_server.health import HealthEndpoint
 from analysis_server.service import STREAM_END_KEY, start_server
 from camera_client.client import make_frame
 from pvad.certs import CLIENT_CN_HEADER, make_dev_pki, pem_bundle
 from pvad.channel import secure_channel
-from pvad.cluster.haproxy import Backend, Timing, check_config, haproxy_binary, haproxy_config
+from pvad.cluster.haproxy import (
+    Backend,
+    Timing,
+    check_config,
+    haproxy_binary,
+    haproxy_config,
+)
 from pvad.cluster.processes import free_port, http_status, start_haproxy
-from pvad.config import AccessConfig, ClientTLS
+from pvad.config import AccessConfig
 from pvad.config.server import HealthConfig, LimitsConfig
 from pvad.errors import ConfigError
 from pvad.subscriber import follow_alarms
@@ -32,11 +38,6 @@ needs_haproxy = pytest.mark.skipif(haproxy_binary() is None,
 def proxy_pki(tmp_path_factory):
     return make_dev_pki(tmp_path_factory.mktemp("pki-cluster"), cameras=("cam-1", "cam-2", "cam-3"),
                         subscribers=("ops",), proxies=("hap-1",))
-
-
-def tls(pki, who: str) -> ClientTLS:
-    p = pki[who]
-    return ClientTLS(ca=p.ca, cert=p.cert, key=p.key)
 
 
 def write_haproxy(pki, tmp_path, backends, timing=Timing()) -> tuple:
@@ -134,20 +135,20 @@ def test_through_haproxy_identity_is_the_client_certificate_and_cameras_stick(pr
             for _ in range(40):  # until HAProxy's first checks have passed
                 acks = None
                 try:
-                    acks = await _stream(address, tls(proxy_pki, "camera/cam-1"), [_frame("cam-1", 1, encoder)])
+                    acks = await _stream(address, client_tls(proxy_pki, "camera/cam-1"), [_frame("cam-1", 1, encoder)])
                     break
                 except grpc.aio.AioRpcError:
                     await asyncio.sleep(0.1)
             out["first"] = [a.outcome for a in acks]
-            acks = await _stream(address, tls(proxy_pki, "camera/cam-1"),
+            acks = await _stream(address, client_tls(proxy_pki, "camera/cam-1"),
                                  [_frame("cam-1", 2, encoder), _frame("cam-2", 3, encoder)],
                                  metadata=((CLIENT_CN_HEADER, "camera/cam-2"),))
             out["forged"] = [a.outcome for a in acks]
             for cam in ("cam-2", "cam-3"):
                 for seq in (1, 2):  # two connections each
-                    await _stream(address, tls(proxy_pki, f"camera/{cam}"), [_frame(cam, seq, encoder)])
+                    await _stream(address, client_tls(proxy_pki, f"camera/{cam}"), [_frame(cam, seq, encoder)])
             out["placement"] = [sorted(s.ingest.cameras) for s in servers]
-            async with secure_channel(address, tls(proxy_pki, "subscriber/ops")) as ch:
+            async with secure_channel(address, client_tls(proxy_pki, "subscriber/ops")) as ch:
                 async def first_event():
                     async for ev in follow_alarms(ch, include_scores=True):
                         return ev
@@ -159,7 +160,7 @@ def test_through_haproxy_identity_is_the_client_certificate_and_cameras_stick(pr
                         break
                     await asyncio.sleep(0.1)
                 cam = sorted(servers[held[0]].ingest.cameras)[0]
-                await _stream(address, tls(proxy_pki, f"camera/{cam}"), [_frame(cam, 10, encoder)])
+                await _stream(address, client_tls(proxy_pki, f"camera/{cam}"), [_frame(cam, 10, encoder)])
                 ev = await asyncio.wait_for(task, 10)
                 out["subscriber_event"] = (ev.camera_id, cam) if ev.kind == pvad_pb2.SCORE else None
             # the server holding cam-1 begins to stop: /ready says 503, HAProxy marks it down, cam-1 moves
@@ -169,7 +170,7 @@ def test_through_haproxy_identity_is_the_client_certificate_and_cameras_stick(pr
                 http_status, f"http://127.0.0.1:{servers[home].health_port}/ready")
             t0 = time.monotonic()
             while True:
-                acks = await _stream(address, tls(proxy_pki, "camera/cam-1"), [_frame("cam-1", 20, encoder)])
+                acks = await _stream(address, client_tls(proxy_pki, "camera/cam-1"), [_frame("cam-1", 20, encoder)])
                 if "cam-1" in servers[1 - home].ingest.cameras:
                     break
                 assert time.monotonic() - t0 < 10, "cam-1 never moved"
@@ -209,7 +210,7 @@ def test_stream_ends_cleanly_at_its_age_and_the_camera_loses_nothing(proxy_pki, 
     async def scenario():
         srv = await start_server(cfg, analyzer=analyzer)
         try:
-            cam = CameraConfig(camera_id="cam-1", server=f"127.0.0.1:{srv.port}", tls=tls(proxy_pki, "camera/cam-1"),
+            cam = CameraConfig(camera_id="cam-1", server=f"127.0.0.1:{srv.port}", tls=client_tls(proxy_pki, "camera/cam-1"),
                                capture=CaptureConfig(source=str(frames), target_fps=12, realtime=True),
                                anonymizer=BlurAnonymizer(), max_in_flight=4)
             report = await run_camera(cam)
