@@ -21,9 +21,9 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from pvad.config.web import ROLES
 from pvad.errors import ConfigError
 
-ROLES = ("viewer", "operator", "admin")  # each may do what the ones before it may
 NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 MIN_PASSWORD = 8
 COOKIE = "pvad_session"

@@ -7,9 +7,8 @@ import getpass
 import sys
 from pathlib import Path
 
+from pvad.config.web import ROLES
 from pvad.errors import ConfigError
-
-ROLES = ("viewer", "operator", "admin")
 
 
 def _users_file(args: argparse.Namespace) -> Path:

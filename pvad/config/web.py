@@ -13,6 +13,8 @@ from pydantic import Field, model_validator
 
 from pvad.config.base import Section
 
+ROLES = ("viewer", "operator", "admin")  # dashboard roles: each may do what the ones before it may
+
 
 class WebTLS(Section):
     cert: Path = Field(description="certificate (PEM) the dashboard serves HTTPS with")
