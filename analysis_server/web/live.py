@@ -48,7 +48,8 @@ class LiveCamera:
 
     def describe(self, now: float) -> dict:
         age = now - self.arrivals[-1] if self.arrivals else None
-        offline = age is None or age > self.offline_after()
+        limit = self.offline_after()
+        offline = age is None or age > limit
         recent = [t for t in self.arrivals if now - t <= 3.0]
         fps = 0.0
         if not offline and len(recent) >= 2 and recent[-1] > recent[0]:
@@ -61,7 +62,7 @@ class LiveCamera:
             "drops": self.skipped,
             "refused": self.refused,
             "age_s": round(age, 2) if age is not None else None,
-            "offline_after_s": round(self.offline_after(), 2),
+            "offline_after_s": round(limit, 2),
             "anonymizer": self.anonymizer,
             "score": self.score,
             "sigma": self.sigma,
@@ -98,14 +99,13 @@ class LiveCameras:
     def refused(self, camera_id: str) -> None:
         self._get(camera_id).refused += 1
 
-    def scored(self, payload: Payload, *, phase: str | None, score: float, sigma: float, alarm: bool) -> int:
-        """A frame was scored and committed; returns the camera's count of frames scored."""
+    def scored(self, payload: Payload, *, phase: str | None, score: float, sigma: float, alarm: bool) -> None:
+        """A frame was scored and committed."""
         cam = self._get(payload.camera_id)
         cam.frames += 1
         cam.phase, cam.score, cam.sigma, cam.alarm = phase, float(score), float(sigma), bool(alarm)
         raw = payload.latent is None and payload.anonymizer == "none"
         cam.payload = None if raw else payload  # a raw frame is never kept for a live view
-        return cam.frames
 
     def describe(self, camera_ids=None) -> list[dict]:
         """State of every camera (None), or of `camera_ids` (those never heard from: offline)."""
