@@ -28,7 +28,7 @@ from analysis_server.mqtt_bridge import MqttBridge
 from analysis_server.normality import NormalityModel, Phase
 from analysis_server.pipeline import Analyzer, Batcher
 from analysis_server.scoring import SigmoidalAnomalyScore
-from analysis_server.store import FenceLost, StoreUnavailable, open_store
+from analysis_server.store import FenceLost, SavedCamera, StoreUnavailable, open_store
 from analysis_server.validate import parse_frame
 from analysis_server.web.live import LiveCameras
 from pvad.aio import cancel_and_wait
@@ -125,17 +125,21 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
     def _camera(self, camera_id: str) -> CameraState:
         st = self.cameras.get(camera_id)
         if st is None:
-            flow = self.analyzer.new_camera_flow(camera_id, self._normality_model(camera_id))
-            st = CameraState(SigmoidalAnomalyScore(self.cfg.scoring), flow, lock=asyncio.Lock(),
-                             window=asyncio.Semaphore(self.cfg.analysis.batching.max_in_flight_per_camera))
-            saved = self.hub.log.load_camera(camera_id)
-            if saved is not None:  # restart rule: see analysis_server.alarms.SavedCamera
-                st.last_seq, st.sas.x, st.sas.alarm = saved.last_seq, saved.accumulator, saved.alarm
-                st.submitted_seq = saved.last_seq
-                log.info("camera %s: state restored (last seq %d, alarm %s)", camera_id, saved.last_seq, saved.alarm)
-            else:
-                log.info("camera %s: first frame, new state", camera_id)
-            self.cameras[camera_id] = st
+            st = self._new_camera(camera_id, self._normality_model(camera_id), self.hub.log.load_camera(camera_id))
+        return st
+
+    def _new_camera(self, camera_id: str, model: NormalityModel | None, saved: SavedCamera | None) -> CameraState:
+        """The camera's state from what the store holds of it (`model`, `saved`), kept in ``self.cameras``."""
+        flow = self.analyzer.new_camera_flow(camera_id, model)
+        st = CameraState(SigmoidalAnomalyScore(self.cfg.scoring), flow, lock=asyncio.Lock(),
+                         window=asyncio.Semaphore(self.cfg.analysis.batching.max_in_flight_per_camera))
+        if saved is not None:  # restart rule: see analysis_server.alarms.SavedCamera
+            st.last_seq, st.sas.x, st.sas.alarm = saved.last_seq, saved.accumulator, saved.alarm
+            st.submitted_seq = saved.last_seq
+            log.info("camera %s: state restored (last seq %d, alarm %s)", camera_id, saved.last_seq, saved.alarm)
+        else:
+            log.info("camera %s: first frame, new state", camera_id)
+        self.cameras[camera_id] = st
         return st
 
     def _refused(self, frame: pvad_pb2.Frame, camera_id: str, err: Exception) -> pvad_pb2.FrameAck:
@@ -306,8 +310,9 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
     async def _reload_if_moved(self, camera_id: str, context) -> None:
         """A stream starts, with a store other servers write. The store unreachable: the stream is refused
         (UNAVAILABLE; the camera keeps its frames and reconnects). If another server committed this camera
-        since this one last did (the camera moved away and came back), the cached state is dropped, so that
-        its last seq, SAS, alarm and normality model are read from the store again (and flow starts cold)."""
+        since this one last did (the camera moved away and came back), the cached state is dropped. A camera
+        not held here (then) gets its last seq, SAS, alarm and normality model from the store, read off the
+        event loop, and starts cold (`_cold_start`)."""
         if not self.hub.log.shared:
             return
         try:
@@ -316,11 +321,15 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
             log.warning("camera %s: stream refused, the store is unreachable: %s", camera_id, err)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the server cannot reach its store now; reconnect later")
         st = self.cameras.get(camera_id)
-        if st is None or st.pending or self.streams.get(camera_id) or saved is None or saved.last_seq == st.last_seq:
-            return  # not held here, busy with another stream of the camera (whose commits the fence guards), or current
-        del self.cameras[camera_id]
-        log.info("camera %s: another server committed it up to seq %d (here: %d); its state is loaded again",
-                 camera_id, saved.last_seq, st.last_seq)
+        if st is not None:
+            if st.pending or self.streams.get(camera_id) or saved is None or saved.last_seq == st.last_seq:
+                return  # busy with another stream of the camera (whose commits the fence guards), or current
+            del self.cameras[camera_id]
+            log.info("camera %s: another server committed it up to seq %d (here: %d); its state is loaded again",
+                     camera_id, saved.last_seq, st.last_seq)
+        model = await asyncio.to_thread(self._normality_model, camera_id)
+        if camera_id not in self.cameras:  # (another stream of the camera may have loaded it meanwhile)
+            self._cold_start(self._new_camera(camera_id, model, saved), camera_id)
 
     async def cancel_pending(self) -> None:
         """Hard stop: cancel every frame admitted and not committed (none of them is acknowledged)."""
@@ -347,10 +356,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         if self.streams.get(camera_id, 0) >= limit:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"camera {camera_id} already has {limit} open streams")
         await self._reload_if_moved(camera_id, context)
-        arrived = camera_id not in self.cameras  # its state is loaded from the store now
         mode = await self._stream_mode(context, camera_id)
-        if arrived:
-            await self._cold_start(camera_id)
         self.streams[camera_id] = self.streams.get(camera_id, 0) + 1
         self.metrics.streams.inc()
         log.info("camera %s connected from %s%s%s", camera_id, context.peer(), f" via proxy/{who.proxy}" if who.proxy else "",
@@ -416,15 +422,12 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         jitter = self.cfg.limits.stream_age_jitter
         return time.monotonic() + age * random.uniform(1.0 - jitter, 1.0 + jitter)
 
-    async def _cold_start(self, camera_id: str) -> None:
+    def _cold_start(self, st: CameraState, camera_id: str) -> None:
         """A camera whose state this process did not hold, with a store other servers share: it moved here
         from another server (or this server restarted). Its SAS, alarm and last seq come from the store, but
         optical flow and background start cold, so the SAS is held (no alarm decision) for the frames they
         need to be meaningful again. One server on its own SQLite file keeps its restart rule (the first
-        frame after a restart is scored with zero flow)."""
-        if not self.hub.log.shared:
-            return
-        st = self._camera(camera_id)
+        frame after a restart is scored with zero flow): it never comes here."""
         if st.last_seq < 0:
             return  # a camera the store has never seen: nothing to hold against
         background = getattr(self.analyzer, "background_cfg", None)
