@@ -397,9 +397,6 @@ class Batcher:
             job.future.cancel()
         self._held.clear()
 
-    async def submit(self, state: CameraFlow, payload: Payload) -> FrameResult:
-        return await self.enqueue(state, payload)
-
     def enqueue(self, state: CameraFlow, payload: Payload) -> asyncio.Future:
         """Queue one frame of ``state``'s camera; the future resolves to its ``FrameResult`` after
         every earlier frame of the same camera has been analysed."""
@@ -422,10 +419,8 @@ class Batcher:
                 self._take(job, jobs)
             else:
                 self._held.append(job)
-        if not jobs:
+        while not jobs:  # nothing ready: wait for a frame of a camera not already waiting its turn
             self._take(await self._queue.get(), jobs)
-            while not jobs:  # only more frames of held cameras so far
-                self._take(await self._queue.get(), jobs)
         deadline = time.monotonic() + self.max_wait
         while len(jobs) < self.max_batch:
             remaining = deadline - time.monotonic()
