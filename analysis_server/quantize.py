@@ -64,7 +64,7 @@ class Int8Trunks:
     when the guard rejects it and ``keep_on_error`` is false)."""
 
     def __init__(self, classifier: nn.Module, *, calibration_frames: int, example: torch.Tensor,
-                 keep_on_error: bool = False, keep_first_fp32: bool = True) -> None:
+                 keep_on_error: bool = False) -> None:
         from torch.ao.quantization import get_default_qconfig_mapping
         from torch.ao.quantization.quantize_fx import prepare_fx
 
@@ -75,9 +75,8 @@ class Int8Trunks:
         self.pool_max = getattr(classifier, "pool", "avg") == "avgmax"
         self.fp32 = [s.features for s in self.streams]
         with _quiet():
-            qmap = get_default_qconfig_mapping(BACKEND)
-            if keep_first_fp32:  # the first stage sees the raw input (a frame, its foreground or a flow image)
-                qmap = qmap.set_module_name("0", None)
+            # the first stage stays float: it sees the raw input (a frame, its foreground or a flow image)
+            qmap = get_default_qconfig_mapping(BACKEND).set_module_name("0", None)
             self.observed = [prepare_fx(copy.deepcopy(f).eval(), qmap, example_inputs=(example,)) for f in self.fp32]
         # the last CHECK_FRAMES inputs of each trunk, for the guard (at most 8 frames: 15 MB for two ResNet-50s)
         self.held: list[torch.Tensor | None] = [None for _ in self.observed]
@@ -143,9 +142,10 @@ class Int8Trunks:
     def _swap(self) -> None:
         converted = self._future.result()  # a failed conversion raises here, on the networks' thread
         self._pool.shutdown(wait=False)
+        fp32, self.fp32, self.observed = self.fp32, [], []  # the classifier holds the trunks it keeps; no copies
         err = self.check_err
         if err > FEATURE_TOLERANCE and not self.keep_on_error:
-            for s, f in zip(self.streams, self.fp32):
+            for s, f in zip(self.streams, fp32):
                 s.features = f
             self.state = "fp32"
             log.warning("analysis.quantization: int8 classifier trunks rejected: on the last %d calibration frames "
