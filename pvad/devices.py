@@ -24,3 +24,12 @@ def resolve_device(name: str, *, field: str = "device", strict: bool = False):
             raise ConfigError(f"{field}: cuda requested but torch sees no CUDA device")
         log.warning("%s: cuda requested but no CUDA device is available; running on CPU", field)
     return torch.device("cpu")
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously: a timing must cover the work, not its
+    launch); nothing to wait for on a CPU."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)

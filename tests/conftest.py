@@ -98,3 +98,18 @@ def client_tls(pki, who: str) -> ClientTLS:
 def run(coro, timeout: float = 60.0):
     """Run a coroutine with a hard time limit, so a hung stream fails the test instead of the suite."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def exchange(address: str, tls: ClientTLS, frames) -> list:
+    """Send `frames` on one Ingest stream; return the acks in order."""
+    from pvad.channel import secure_channel
+    from pvad.v1 import pvad_pb2_grpc
+
+    async with secure_channel(address, tls) as ch:
+        stub = pvad_pb2_grpc.IngestStub(ch)
+
+        async def gen():
+            for f in frames:
+                yield f
+
+        return [a async for a in stub.Stream(gen(), timeout=30)]

@@ -15,7 +15,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import client_tls, run
+from conftest import client_tls, exchange, run
 from web_support import (
     ALARM_PATTERN,
     PASSWORD,
@@ -24,7 +24,6 @@ from web_support import (
     logged_in,
     login,
     make_users,
-    send,
     web_config,
 )
 
@@ -77,8 +76,8 @@ def test_login_cookie_roles_and_audit(pki, tmp_path, analyzer, encoder, users_fi
                 cross = await anon.post("/api/login", json={"user": "olga", "password": PASSWORD},
                                         headers={"Origin": "http://evil.example"})
                 assert cross.status_code == 403
-            await send(address, client_tls(pki, "camera/cam-1"), latents(encoder, range(1, 4)))
-            acks = await send(address, client_tls(pki, "camera/cam-1"), [])
+            await exchange(address, client_tls(pki, "camera/cam-1"), latents(encoder, range(1, 4)))
+            acks = await exchange(address, client_tls(pki, "camera/cam-1"), [])
             assert acks == []
             ev = srv.hub.log.append(camera_id="cam-1", kind=pvad_pb2.ALARM_RAISED, seq=3, score=0.6, confidence=0.9)
             viewer, operator, admin = [await logged_in(base(srv), u) for u in ("vic", "olga", "root")]
@@ -149,7 +148,7 @@ def test_served_image_is_the_decoder_output_never_the_source_and_nothing_is_writ
     async def scenario():
         srv = await start_server(web_config(pki, tmp_path, users_file), analyzer=analyzer)
         try:
-            await send(f"127.0.0.1:{srv.port}", client_tls(pki, "camera/cam-1"), [make_frame("cam-1", 1, 0, lat)])
+            await exchange(f"127.0.0.1:{srv.port}", client_tls(pki, "camera/cam-1"), [make_frame("cam-1", 1, 0, lat)])
             op = await logged_in(base(srv), "olga")
             first = await op.get("/api/cameras/cam-1/view.jpg")
             second = await op.get("/api/cameras/cam-1/view.jpg")
@@ -198,8 +197,8 @@ def test_none_camera_never_gets_a_view_whatever_accept_allows(pki, tmp_path, ana
         srv = await start_server(cfg, analyzer=analyzer)
         address = f"127.0.0.1:{srv.port}"
         try:
-            acks_raw = await send(address, client_tls(pki, "camera/cam-2"), [make_frame("cam-2", 1, 0, raw)])
-            await send(address, client_tls(pki, "camera/cam-1"), [make_frame("cam-1", 1, 0, blur)])
+            acks_raw = await exchange(address, client_tls(pki, "camera/cam-2"), [make_frame("cam-2", 1, 0, raw)])
+            await exchange(address, client_tls(pki, "camera/cam-1"), [make_frame("cam-1", 1, 0, blur)])
             admin = await logged_in(base(srv), "root")
             raw_view = await admin.get("/api/cameras/cam-2/view.jpg")
             blur_view = await admin.get("/api/cameras/cam-1/view.jpg")
@@ -251,7 +250,7 @@ def test_ack_round_trip_reaches_every_tab_and_is_stored(pki, tmp_path, analyzer,
         try:
             olga, vic = await logged_in(base(srv), "olga"), await logged_in(base(srv), "vic")
             async with SseReader(olga) as tab1, SseReader(vic) as tab2:
-                await send(address, client_tls(pki, "camera/cam-1"), latents(encoder, range(1, 6)))
+                await exchange(address, client_tls(pki, "camera/cam-1"), latents(encoder, range(1, 6)))
                 await tab1.wait_for(lambda t: len(t.of("alarm")) == 2)
                 raised, cleared = tab1.of("alarm")
                 assert raised["kind"] == "raised" and raised["ack"] is None and cleared["kind"] == "cleared"
@@ -292,7 +291,7 @@ def test_sse_resumes_after_a_server_restart_with_each_event_once(pki, tmp_path, 
         srv = await start_server(cfg, analyzer=PatternAnalyzer(analyzer, ALARM_PATTERN))
         client = await logged_in(base(srv), "olga")
         async with SseReader(client, after=0) as tab:
-            await send(f"127.0.0.1:{srv.port}", cam, latents(encoder, range(1, 17)))  # 4 alarm events
+            await exchange(f"127.0.0.1:{srv.port}", cam, latents(encoder, range(1, 17)))  # 4 alarm events
             await tab.wait_for(lambda t: len(t.alarm_ids()) == 4)
             await srv.stop(0)  # the server goes away with the tab open
             await asyncio.wait_for(tab.ended.wait(), 3)
@@ -301,7 +300,7 @@ def test_sse_resumes_after_a_server_restart_with_each_event_once(pki, tmp_path, 
         # a new server on the same event log; alarms happen while nobody watches
         srv = await start_server(cfg, analyzer=PatternAnalyzer(analyzer, ALARM_PATTERN))
         try:
-            await send(f"127.0.0.1:{srv.port}", cam, latents(encoder, range(17, 41)))  # 6 more
+            await exchange(f"127.0.0.1:{srv.port}", cam, latents(encoder, range(17, 41)))  # 6 more
             client = await logged_in(base(srv), "olga")
             async with SseReader(client, last_event_id=before[-1], after=0) as tab2:
                 await tab2.wait_for(lambda t: len(t.alarm_ids()) >= 6)
@@ -344,8 +343,8 @@ def test_user_limited_to_one_camera_gets_no_event_of_another(pki, tmp_path, anal
             alice, olga = await logged_in(base(srv), "alice"), await logged_in(base(srv), "olga")
             async with SseReader(alice, after=0) as limited, SseReader(olga, after=0) as everyone:
                 await asyncio.gather(
-                    send(address, client_tls(pki, "camera/cam-2"), latents(encoder, range(1, 101), camera="cam-2")),
-                    send(address, client_tls(pki, "camera/cam-1"), latents(encoder, range(1, 11))),
+                    exchange(address, client_tls(pki, "camera/cam-2"), latents(encoder, range(1, 101), camera="cam-2")),
+                    exchange(address, client_tls(pki, "camera/cam-1"), latents(encoder, range(1, 11))),
                 )
                 await everyone.wait_for(lambda t: len(t.of("score")) == 110, 20)
                 await limited.wait_for(lambda t: len(t.of("score")) == 10)

@@ -132,17 +132,3 @@ class PatternAnalyzer:
 # to -7: two alarm events (frames 4 and 5) every 8 frames
 ALARM_PATTERN = [1.0] * 4 + [0.0] * 4
 
-
-async def send(address: str, tls, frames) -> list:
-    """Send `frames` on one Ingest stream; the acks in order."""
-    from pvad.channel import secure_channel
-    from pvad.v1 import pvad_pb2_grpc
-
-    async with secure_channel(address, tls) as ch:
-        stub = pvad_pb2_grpc.IngestStub(ch)
-
-        async def gen():
-            for f in frames:
-                yield f
-
-        return [a async for a in stub.Stream(gen(), timeout=30)]

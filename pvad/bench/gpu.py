@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from pvad.bench.server import _latents, bench_server, isolated_ms, profiles
+from pvad.devices import synchronize
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 CAMERAS = (8, 16, 32, 64)
@@ -51,19 +52,14 @@ def _device_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _median_step_s(step: Callable[[], None], steps: int, device: torch.device) -> float:
     step()  # warm-up: kernel selection, allocator
-    _sync(device)
+    synchronize(device)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         step()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
