@@ -17,6 +17,7 @@ the fastest one within tolerance.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,7 @@ from pvad.config import (
     ServerConfig,
     ServerTLS,
 )
+from pvad.devices import synchronize
 from pvad.v1 import pvad_pb2_grpc
 
 NORMALITY_LEARNING = 20  # frames each benchmark camera learns from before its normality model scores
@@ -107,17 +109,13 @@ def isolated_ms(analyzer: Analyzer, latents: list, batch: int) -> dict[str, floa
     z = torch.from_numpy(np.stack([decode_latent(l, expected_shape=LATENT_SHAPE) for l in latents[:batch]])).to(dev)
     dec = analyzer.decoders.decoders[eid]
 
-    def sync() -> None:  # CUDA runs asynchronously: time the work, not its launch
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
     def best(fn) -> float:
         times = []
         for _ in range(3):
-            sync()
+            synchronize(dev)
             t0 = time.perf_counter()
             fn()
-            sync()
+            synchronize(dev)
             times.append(time.perf_counter() - t0)
         return 1000.0 * min(times) / len(z)
 
@@ -238,61 +236,64 @@ def bench_server(*, source: Path, cameras: int = 8, frames: int = 24, batches: t
     with ThreadPoolExecutor(1) as once:  # the camera's encoder on a thread of its own (see Analyzer.executor)
         latents = once.submit(_latents, source, frames).result()
     work = Path(tempfile.mkdtemp(prefix="pvad-bench-server-"))
-    pki = make_dev_pki(work / "certs", cameras=[f"cam-{i + 1}" for i in range(cameras)], subscribers=["bench"])
-    s = pki["server"]
-    if analysis and "normality" not in analysis:  # a custom profile is timed like the built-in ones
-        analysis = {**analysis, "normality": BENCH_NORMALITY}
-    if analysis and "quantization" not in analysis:
-        analysis = {**analysis, "quantization": {"classifier": quantization, "calibration_frames": INT8_CALIBRATION}}
-    chosen = ({"custom": analysis} if analysis else
-              {k: v for k, v in profiles(precision, quantization).items() if not only or k in only})
-    from pvad.hardware import cpu_flags, reported_flags
+    try:
+        pki = make_dev_pki(work / "certs", cameras=[f"cam-{i + 1}" for i in range(cameras)], subscribers=["bench"])
+        s = pki["server"]
+        if analysis and "normality" not in analysis:  # a custom profile is timed like the built-in ones
+            analysis = {**analysis, "normality": BENCH_NORMALITY}
+        if analysis and "quantization" not in analysis:
+            analysis = {**analysis, "quantization": {"classifier": quantization, "calibration_frames": INT8_CALIBRATION}}
+        chosen = ({"custom": analysis} if analysis else
+                  {k: v for k, v in profiles(precision, quantization).items() if not only or k in only})
+        from pvad.hardware import cpu_flags, reported_flags
 
-    out: dict = {"cameras": cameras, "frames_per_camera": len(latents), "precision": precision,
-                 "quantization": quantization, "cpu_flags": reported_flags(cpu_flags()), "profiles": {}}
-    for name, prof in chosen.items():
-        per_batch = {}
-        isolated = isolated_b1 = None
-        for b in batches:
-            acfg = AnalysisConfig.model_validate({**prof, "batching": {"max_batch": b, "max_wait_ms": 5}})
-            analyzer = Analyzer(acfg, DecoderConfig(untrained_seeds=[]))  # warms up every batch size <= b
-            calibrate(analyzer, latents)
-            cfg = ServerConfig(listen="127.0.0.1:0", tls=ServerTLS(ca=s.ca, cert=s.cert, key=s.key), analysis=acfg,
-                               event_log=EventLogConfig(path=work / f"{name}-{b}.sqlite"),
-                               limits={"max_streams_per_camera": 2})
-            fps, mean_batch = asyncio.run(_serve_and_stream(analyzer, cfg, pki, latents, cameras))
-            per_batch[b] = {"fps": round(fps, 2), "mean_batch": round(mean_batch, 2),
-                            "stages_ms": analyzer.times.ms_per_frame()}
-            if b == max(batches):
-                isolated = analyzer.executor.submit(isolated_ms, analyzer, latents, b).result()  # its networks' thread
-            if b == min(batches) and len(batches) > 1:
-                isolated_b1 = analyzer.executor.submit(isolated_ms, analyzer, latents, b).result()
-            analyzer.close()  # its thread and OpenMP team go: the next analyzer runs alone
-        top = per_batch[max(batches)]
-        resolved = analyzer.precision
-        int8_state = analyzer.int8.state if analyzer.int8 is not None else "none"
-        ideal = sum(isolated.values())
-        out["profiles"][name] = {
-            "fps": top["fps"],
-            "stages_ms": top["stages_ms"],
-            "by_batch": per_batch,
-            "isolated_ms": isolated,
-            "pipeline_efficiency": round(ideal / (1000.0 / top["fps"]), 3),
-            "batch_speedup": round(top["fps"] / per_batch[min(batches)]["fps"], 3),
-            # what batching can give at most: the isolated networks' time per frame, smallest over largest batch
-            "networks_batch_speedup": (round(sum(isolated_b1.values()) / ideal, 3) if len(batches) > 1 else None),
-            "precision": resolved,
-            "classifier_trunks": int8_state,  # none, int8, or fp32 (int8 rejected by its guard)
-        }
-        if resolved != "fp32" or int8_state != "none":
-            err = precision_error({**prof, "precision": resolved}, latents)
-            out["profiles"][name]["vs_fp32"] = {k: round(v, 4) for k, v in err.items()}
-            out["profiles"][name]["within_tolerance"] = within_tolerance(err)
-    out["tolerance"] = {"sigma": TOLERANCE, "features_rel": FEATURE_TOLERANCE}
-    first = next(iter(out["profiles"].values()))
-    out["pipeline_efficiency"] = first["pipeline_efficiency"]
-    out["batch_speedup"] = first["batch_speedup"]
-    return out
+        out: dict = {"cameras": cameras, "frames_per_camera": len(latents), "precision": precision,
+                     "quantization": quantization, "cpu_flags": reported_flags(cpu_flags()), "profiles": {}}
+        for name, prof in chosen.items():
+            per_batch = {}
+            isolated = isolated_b1 = None
+            for b in batches:
+                acfg = AnalysisConfig.model_validate({**prof, "batching": {"max_batch": b, "max_wait_ms": 5}})
+                analyzer = Analyzer(acfg, DecoderConfig(untrained_seeds=[]))  # warms up every batch size <= b
+                calibrate(analyzer, latents)
+                cfg = ServerConfig(listen="127.0.0.1:0", tls=ServerTLS(ca=s.ca, cert=s.cert, key=s.key), analysis=acfg,
+                                   event_log=EventLogConfig(path=work / f"{name}-{b}.sqlite"),
+                                   limits={"max_streams_per_camera": 2})
+                fps, mean_batch = asyncio.run(_serve_and_stream(analyzer, cfg, pki, latents, cameras))
+                per_batch[b] = {"fps": round(fps, 2), "mean_batch": round(mean_batch, 2),
+                                "stages_ms": analyzer.times.ms_per_frame()}
+                if b == max(batches):
+                    isolated = analyzer.executor.submit(isolated_ms, analyzer, latents, b).result()  # its networks' thread
+                if b == min(batches) and len(batches) > 1:
+                    isolated_b1 = analyzer.executor.submit(isolated_ms, analyzer, latents, b).result()
+                analyzer.close()  # its thread and OpenMP team go: the next analyzer runs alone
+            top = per_batch[max(batches)]
+            resolved = analyzer.precision
+            int8_state = analyzer.int8.state if analyzer.int8 is not None else "none"
+            ideal = sum(isolated.values())
+            out["profiles"][name] = {
+                "fps": top["fps"],
+                "stages_ms": top["stages_ms"],
+                "by_batch": per_batch,
+                "isolated_ms": isolated,
+                "pipeline_efficiency": round(ideal / (1000.0 / top["fps"]), 3),
+                "batch_speedup": round(top["fps"] / per_batch[min(batches)]["fps"], 3),
+                # what batching can give at most: the isolated networks' time per frame, smallest over largest batch
+                "networks_batch_speedup": (round(sum(isolated_b1.values()) / ideal, 3) if len(batches) > 1 else None),
+                "precision": resolved,
+                "classifier_trunks": int8_state,  # none, int8, or fp32 (int8 rejected by its guard)
+            }
+            if resolved != "fp32" or int8_state != "none":
+                err = precision_error({**prof, "precision": resolved}, latents)
+                out["profiles"][name]["vs_fp32"] = {k: round(v, 4) for k, v in err.items()}
+                out["profiles"][name]["within_tolerance"] = within_tolerance(err)
+        out["tolerance"] = {"sigma": TOLERANCE, "features_rel": FEATURE_TOLERANCE}
+        first = next(iter(out["profiles"].values()))
+        out["pipeline_efficiency"] = first["pipeline_efficiency"]
+        out["batch_speedup"] = first["batch_speedup"]
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # certificates and event logs of this run only
 
 
 def compare_precisions(*, source: Path, cameras: int = 8, frames: int = 24, batch: int = 8,
@@ -316,8 +317,7 @@ def compare_precisions(*, source: Path, cameras: int = 8, frames: int = 24, batc
     def run(precision: str, quantization: str) -> dict:
         return bench_server(source=source, cameras=cameras, frames=frames, batches=(batch,), precision=precision,
                             quantization=quantization, only=only,
-                            analysis={**analysis, "precision": precision, "quantization": {
-                                "classifier": quantization, "calibration_frames": INT8_CALIBRATION}} if analysis else None)
+                            analysis={**analysis, "precision": precision} if analysis else None)
 
     runs = {p + ("+int8" if q == "int8" else ""): run(p, q) for p in precisions for q in ("none", "int8")}
     runs["auto"] = run("auto", "auto")
