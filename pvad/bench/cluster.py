@@ -43,9 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import yaml
 
-from pvad.bench.faults import ANALYSIS, BLUR_KERNEL, calibrate_scoring
+from pvad.bench.faults import ANALYSIS, BLUR_KERNEL, calibrate_scoring, camera_yaml
 from pvad.channel import secure_channel
 from pvad.config import ClientTLS
 from pvad.v1 import pvad_pb2
@@ -267,18 +266,6 @@ async def _run_group(configs: list[str]) -> None:
             print(json.dumps(res), flush=True)
 
 
-def _camera_yaml(path: Path, pki: dict, cam: str, *, address: str, source: Path, fps: float, frames: int) -> None:
-    c = pki[f"camera/{cam}"]
-    path.write_text(yaml.safe_dump({
-        "kind": "camera", "camera_id": cam, "server": address,
-        "tls": {"ca": str(c.ca), "cert": str(c.cert), "key": str(c.key)},
-        "capture": {"source": str(source), "target_fps": fps, "max_frames": frames, "realtime": True, "loop": True},
-        "anonymizer": {"name": "blur", "kernel": BLUR_KERNEL}, "max_in_flight": 8,
-        "buffer": {"capacity": 4096, "policy": "block"},
-        "reconnect": {"initial_backoff_s": 0.1, "max_backoff_s": 0.5},
-    }))
-
-
 # --------------------------------------------------------------------------- analysis of what was seen
 
 
@@ -366,7 +353,8 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
         template["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": MQTT_TOPIC_PREFIX,
                             "client_id": MQTT_CLIENT_ID, "qos": 1, "reconnect_max_s": 1.0}
 
-    cluster = LocalCluster(workdir, servers=servers, listen=f"127.0.0.1:{free_port()}", template=template, store=store,
+    port = free_port()  # HAProxy's, where the cameras and the alarm subscriber connect
+    cluster = LocalCluster(workdir, servers=servers, listen=f"127.0.0.1:{port}", template=template, store=store,
                            cameras=tuple(names), subscribers=(SUBSCRIBER,),
                            timing=Timing(hash_balance_factor=hash_balance_factor or None))
     t_start = time.monotonic()
@@ -393,9 +381,12 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
     cam_dir = workdir / "cameras"
     cam_dir.mkdir(exist_ok=True)
     for cam in names:
-        _camera_yaml(cam_dir / f"{cam}.yaml", pki, cam, address=cluster.listen, source=source, fps=fps, frames=frames)
+        camera_yaml(cam_dir, pki, cam, port=port, source=source, fps=fps, frames=frames,
+                    anonymizer={"name": "blur", "kernel": BLUR_KERNEL}, max_in_flight=8,
+                    buffer={"capacity": 4096, "policy": "block"},
+                    reconnect={"initial_backoff_s": 0.1, "max_backoff_s": 0.5})
     groups = [names[i::max(1, min(camera_processes, cameras))] for i in range(max(1, min(camera_processes, cameras)))]
-    procs = [subprocess.Popen([sys.executable, "-m", "pvad.bench.cluster", *[str(cam_dir / f"{c}.yaml") for c in g]],
+    procs = [subprocess.Popen([sys.executable, "-m", "pvad.bench.cluster", *[str(cam_dir / f"camera-{c}.yaml") for c in g]],
                               stdout=subprocess.PIPE, stderr=open(cam_dir / f"group-{i}.log", "w"), text=True)
              for i, g in enumerate(groups)]
     result: dict = {"servers": servers, "cameras": cameras, "fps": fps, "store": store,
