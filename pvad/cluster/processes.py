@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,26 +37,38 @@ class ClusterError(PvadError):
     """A piece of the cluster could not be started (the message says which and why)."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port() -> int:
     with socket.socket() as s:
-        s.bind((host, 0))
+        s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_tcp(host: str, port: int, timeout: float, *, child: Child | None = None) -> None:
-    """Until something accepts TCP connections on host:port (or `child` exits, or the time is up)."""
+def _wait_until(ok: Callable[[], bool], timeout: float, child: Child | None, interval: float, failure: str) -> None:
+    """Until `ok()`; raises ClusterError when `child` exits first or, with `failure`, when the time is up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child is not None and child.proc is not None and child.proc.poll() is not None:
             raise ClusterError(f"{child.name} exited with code {child.proc.returncode} while starting; "
                                f"see {child.log_path}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise ClusterError(f"nothing listens on {host}:{port} after {timeout:.0f} s"
-                       + (f"; see {child.log_path}" if child is not None else ""))
+        if ok():
+            return
+        time.sleep(interval)
+    raise ClusterError(failure)
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_tcp(host: str, port: int, timeout: float, *, child: Child | None = None) -> None:
+    """Until something accepts TCP connections on host:port (or `child` exits, or the time is up)."""
+    _wait_until(lambda: _accepts(host, port), timeout, child, 0.1,
+                f"nothing listens on {host}:{port} after {timeout:.0f} s"
+                + (f"; see {child.log_path}" if child is not None else ""))
 
 
 def http_status(url: str, timeout: float = 1.0) -> int | None:
@@ -270,14 +283,9 @@ class Postgres:
         self._create_database()
 
     def _wait_accepting(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            res = subprocess.run([pg_binary("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                                 capture_output=True, text=True)
-            if res.returncode == 0:
-                return
-            time.sleep(0.2)
-        raise ClusterError(f"PostgreSQL does not accept connections after {timeout:.0f} s; see {self.child.log_path}")
+        argv = [pg_binary("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)]
+        _wait_until(lambda: subprocess.run(argv, capture_output=True).returncode == 0, timeout, self.child, 0.2,
+                    f"PostgreSQL does not accept connections after {timeout:.0f} s; see {self.child.log_path}")
 
     def _create_database(self) -> None:
         env = {**os.environ, "PGPASSWORD": self.password_file.read_text().strip()}
@@ -311,12 +319,5 @@ def server_argv(config: Path) -> list[str]:
 
 def wait_ready(url: str, timeout: float, child: Child) -> None:
     """Until GET url (a server's /ready) is 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not child.alive:
-            raise ClusterError(f"{child.name} exited with code {child.proc.returncode} while starting; "
-                               f"see {child.log_path}")
-        if http_status(url) == 200:
-            return
-        time.sleep(0.2)
-    raise ClusterError(f"{child.name} not ready after {timeout:.0f} s; see {child.log_path}")
+    _wait_until(lambda: http_status(url) == 200, timeout, child, 0.2,
+                f"{child.name} not ready after {timeout:.0f} s; see {child.log_path}")
