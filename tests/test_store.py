@@ -139,11 +139,13 @@ def test_subscribers_get_backlog_then_live_events_in_order(open_log):
             await hub.publish_alarm(camera_id="c1", kind=CLEARED, seq=3, score=0.4, confidence=0)
             await hub.publish_alarm(camera_id="c1", kind=RAISED, seq=4, score=0.6, confidence=1)
             await asyncio.wait_for(task, 5)
-            return [(e.event_id, e.seq) for e in got]
+            return [(e.event_id, e.seq, e.kind) for e in got], hub.subscribers
         finally:
             await hub.stop()
 
-    assert run(scenario()) == [(1, 1), (3, 3), (4, 4)]
+    got, left = run(scenario())
+    assert got == [(1, 1, RAISED), (3, 3, CLEARED), (4, 4, RAISED)]
+    assert left == 0  # the subscriber is removed when it goes
 
 
 # --------------------------------------------------------------------------- alarm ids under concurrent writers
