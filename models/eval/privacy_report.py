@@ -29,7 +29,7 @@ from models.eval.privacy import (
     reconstruct,
     reidentification,
 )
-from models.eval.whitebox import evaluate_whitebox, load_target, target_of
+from models.eval.whitebox import OurView, evaluate_whitebox, load_target, target_of
 from models.eval.whitebox_config import WhiteboxAttackConfig
 from models.nets.autoencoder import encoder_id, load_autoencoder
 from pvad.errors import ModelLoadError
@@ -112,8 +112,11 @@ def evaluate_privacy(checkpoints: Sequence[Path | None], files: Sequence[Path], 
     embedder = optional_face_embedder()
     before = detect_faces(detectors, frames)
     public = public_frames(attack_public, seed=seed) if attack == "quick" else None
-    if attack == "whitebox" and whitebox is None:
-        whitebox = WhiteboxAttackConfig()
+    if attack == "whitebox":
+        from models.data.frames import collect_sources
+
+        whitebox = whitebox or WhiteboxAttackConfig()
+        evaluated = [s.path for s in collect_sources(list(files))]  # never among the attacker's frames
     results: dict[str, dict[str, Any]] = {}
     recon_by_label: dict[str, Frames] = {}
     for checkpoint in checkpoints:
@@ -137,17 +140,14 @@ def evaluate_privacy(checkpoints: Sequence[Path | None], files: Sequence[Path], 
         if attack == "quick":
             results[label]["attack"] = interception_attack(model.encoder, public, frames, epochs=attack_epochs,
                                                            seed=seed, decoder=model.decoder, detectors=detectors)
-        elif attack == "whitebox":
-            from models.data.frames import collect_sources
-
-            wb = evaluate_whitebox(target or load_target(checkpoint), frames, whitebox, detectors=detectors,
-                                   embedder=embedder, exclude=[s.path for s in collect_sources(list(files))],
-                                   out_dir=out_dir, progress=progress, before=before) if (target or checkpoint) else None
-            if wb is not None:
-                results[label]["attack"] = wb
-                results[label] |= {"ours_ssim": results[label]["ssim"], "attack_ssim": wb["attack_ssim"],
-                                   "attack_psnr": wb["attack_psnr"], "attack_faces_after": wb["attack_faces_after"],
-                                   "attack_reid_top1": wb["attack_reid_top1"], "attack_budget": wb["budget"]}
+        elif attack == "whitebox" and target is not None:  # untrained weights have no encoder to attack
+            wb = evaluate_whitebox(target, frames, whitebox, detectors=detectors, embedder=embedder,
+                                   exclude=evaluated, out_dir=out_dir, progress=progress, before=before,
+                                   our_view=OurView(decoded, after, results[label]["reid_top1"]))
+            results[label]["attack"] = wb
+            results[label] |= {"ours_ssim": results[label]["ssim"], "attack_ssim": wb["attack_ssim"],
+                               "attack_psnr": wb["attack_psnr"], "attack_faces_after": wb["attack_faces_after"],
+                               "attack_reid_top1": wb["attack_reid_top1"], "attack_budget": wb["budget"]}
         logger.info("privacy %s: %s", label, {k: v for k, v in results[label].items() if not isinstance(v, dict)})
         if latent_noise is not None:
             from models.latent_noise import gaussian_epsilon

@@ -288,32 +288,49 @@ def _count(found: Mapping[str, list[np.ndarray]]) -> dict[str, int]:
     return {name: int(sum(len(b) for b in boxes)) for name, boxes in found.items()}
 
 
+@dataclass
+class OurView:
+    """Our decoder's reconstructions of the evaluated frames, the faces ``detect_faces`` found in
+    them and their re-identification top-1 (None without dlib's models), when the caller has them."""
+
+    frames: Frames
+    faces: Mapping[str, list[np.ndarray]]
+    reid_top1: float | None
+
+
 def evaluate_whitebox(target: TargetEncoder, frames: Frames, cfg: WhiteboxAttackConfig, *,
                       detectors: Mapping[str, FaceDetector], embedder: FaceEmbedder | None,
                       exclude: Sequence[Path] = (), out_dir: Path | None = None, progress: bool = True,
-                      before: Mapping[str, list[np.ndarray]] | None = None) -> dict[str, Any]:
+                      before: Mapping[str, list[np.ndarray]] | None = None,
+                      our_view: OurView | None = None) -> dict[str, Any]:
     """Train (or reuse) the attacker against ``target`` and compare it with our decoder on ``frames``.
 
     Returns ``attack_{ssim,psnr,mse}``, ``ours_{ssim,psnr,mse}`` (None without our decoder),
     ``faces_before``, ``faces_after`` (ours), ``attack_faces_after`` (per detector and ``total``,
     the union), ``reid_top1``/``attack_reid_top1`` (None without dlib's models), ``epsilon``,
     ``delta``, ``budget`` (``pool_frames``, ``steps``, ``frames_seen``, ``seconds``) and, with
-    ``out_dir``, ``grid`` (original / ours / attacker)."""
+    ``out_dir``, ``grid`` (original / ours / attacker). ``before`` (faces in ``frames``) and
+    ``our_view`` (same detectors and embedder) spare recomputing what the caller already has."""
     pool, sources = public_pool(cfg, exclude=exclude)
     logger.info("white-box attacker's public frames: %d from %s", len(pool), sources)
     attacker, budget = train_attacker(target, pool, cfg, pool_sources=sources, progress=progress)
     del pool
     stolen = invert(target, attacker, frames)
-    mine = ours(target, frames)
     before = before if before is not None else detect_faces(detectors, frames)
     after_attack = detect_faces(detectors, stolen)
-    after_ours = detect_faces(detectors, mine) if mine is not None else None
 
     def reid(view: Frames | None, after: Mapping[str, list[np.ndarray]] | None) -> float | None:
         if embedder is None or view is None or after is None:
             return None
         return reidentification(embedder, frames, view, detectors=detectors,
                                 boxes=(before["total"], after["total"]))["reid_top1"]
+
+    if our_view is not None:
+        mine, after_ours, reid_ours = our_view.frames, our_view.faces, our_view.reid_top1
+    else:
+        mine = ours(target, frames)
+        after_ours = detect_faces(detectors, mine) if mine is not None else None
+        reid_ours = reid(mine, after_ours)
 
     result: dict[str, Any] = {
         **{f"attack_{k}": v for k, v in quality(frames, stolen).items()},
@@ -322,7 +339,7 @@ def evaluate_whitebox(target: TargetEncoder, frames: Frames, cfg: WhiteboxAttack
         "faces_before": _count(before),
         "faces_after": _count(after_ours) if after_ours is not None else None,
         "attack_faces_after": _count(after_attack),
-        "reid_top1": reid(mine, after_ours), "attack_reid_top1": reid(stolen, after_attack),
+        "reid_top1": reid_ours, "attack_reid_top1": reid(stolen, after_attack),
         "epsilon": target.extra.get("epsilon"), "delta": target.extra.get("delta"),
         "encoder_id": target.encoder_id, "encoder": str(target.source), "frames": len(frames),
         "budget": {"pool_frames": budget.pool_frames, "steps": budget.steps, "frames_seen": budget.frames_seen,
