@@ -62,24 +62,27 @@ async def open_dashboard(browser, base: str, user: str, password: str, *, viewpo
     return page
 
 
+def _noise_payloads(anonymizer_cfg, n: int, seed: int) -> list:
+    """`n` payloads of noise frames (240x320) through the camera's anonymizer of `anonymizer_cfg`."""
+    from camera_client.anonymize import create_anonymizer
+
+    anonymize = create_anonymizer(anonymizer_cfg)
+    rng = np.random.default_rng(seed)
+    return [anonymize((rng.random((240, 320, 3)) * 255).astype(np.uint8)) for _ in range(n)]
+
+
 def latents(n: int = 8, seed: int = 0) -> list:
     """`n` latents of noise frames from the untrained dp-encoder of `seed` (the server holds its decoder)."""
-    from camera_client.anonymize import create_anonymizer
     from pvad.config import DpEncoderAnonymizer
 
-    enc = create_anonymizer(DpEncoderAnonymizer(checkpoint=None, seed=seed))
-    rng = np.random.default_rng(seed)
-    return [enc((rng.random((240, 320, 3)) * 255).astype(np.uint8)) for _ in range(n)]
+    return _noise_payloads(DpEncoderAnonymizer(checkpoint=None, seed=seed), n, seed)
 
 
 def blurred_images(n: int = 8, seed: int = 0) -> list:
     """`n` blurred JPEGs (the `blur` anonymizer) of noise frames: cheap for the server to take in."""
-    from camera_client.anonymize import create_anonymizer
     from pvad.config import BlurAnonymizer
 
-    blur = create_anonymizer(BlurAnonymizer())
-    rng = np.random.default_rng(seed)
-    return [blur((rng.random((240, 320, 3)) * 255).astype(np.uint8)) for _ in range(n)]
+    return _noise_payloads(BlurAnonymizer(), n, seed)
 
 
 async def stream_camera(address: str, tls, camera: str, payloads: list, *, fps: float, stop: asyncio.Event,
@@ -360,11 +363,12 @@ async def bench_web(workdir: Path, *, cameras: int = 3, fps: float = 10.0, secon
                     tiles: int = 8, process: bool = True, screenshots: Path | None = None) -> dict:
     """Every figure in one dict; ``targets`` says which of the issue's targets each run met. With
     `screenshots`, the dashboard at 1280x800 and 390x844 is saved there (docs/dashboard-*.png)."""
-    if find_chromium() is None:
+    chromium = find_chromium()
+    if chromium is None:
         raise RuntimeError("no system Chromium: apt-get install chromium (make services does, as root)")
     t0 = time.perf_counter()
     out = {"cameras": cameras, "fps_per_camera": fps, "chromium": subprocess.run(
-        [find_chromium(), "--version"], capture_output=True, text=True).stdout.strip(), "cpus": os.cpu_count()}
+        [chromium, "--version"], capture_output=True, text=True).stdout.strip(), "cpus": os.cpu_count()}
     out.update(await _in_process(workdir, cameras=cameras, fps=fps, seconds=seconds, alarms=alarms, tiles=tiles,
                                  screenshots=screenshots))
     if process:
