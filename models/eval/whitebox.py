@@ -154,9 +154,17 @@ def public_pool(cfg: WhiteboxAttackConfig, *, exclude: Sequence[Path] = ()) -> t
 
     roots = cfg.public or default_public_sources()
     banned_paths = {Path(p).resolve() for p in exclude}
-    banned_hashes = {_sha256(p) for p in banned_paths if p.is_file() and p.stat().st_size < 256 * 2**20}
-    sources = [s for s in collect_sources(list(roots)) if s.path.resolve() not in banned_paths
-               and not (s.path.stat().st_size < 256 * 2**20 and _sha256(s.path) in banned_hashes)]
+    # size -> content hashes of the excluded files: only a public file of the same size is read and hashed
+    banned: dict[int, set[str]] = {}
+    for p in banned_paths:
+        if p.is_file() and p.stat().st_size < 256 * 2**20:
+            banned.setdefault(p.stat().st_size, set()).add(_sha256(p))
+
+    def excluded(path: Path) -> bool:
+        size = path.stat().st_size
+        return path.resolve() in banned_paths or (size in banned and _sha256(path) in banned[size])
+
+    sources = [s for s in collect_sources(list(roots)) if not excluded(s.path)]
     keep, big = thin_frame_folders(sources, cfg.every_n)
     counts: dict[str, int] = {}
     chunks: list[np.ndarray] = []
