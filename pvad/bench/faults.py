@@ -19,7 +19,6 @@ import json
 import logging
 import random
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from pvad.bench.hostile import draw_many, hostile_frames, random_bytes
 from pvad.bench.proxy import CuttableProxy
 from pvad.certs import make_dev_pki
 from pvad.channel import secure_channel
+from pvad.cluster.processes import free_port
 from pvad.config import ClientTLS
 from pvad.v1 import pvad_pb2, pvad_pb2_grpc
 
@@ -51,12 +51,6 @@ ANALYSIS = {
     "normality": {"enabled": False},  # alarms from the classifier from the first frame on
 }
 FLOOD_CAMERA = "flood"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
