@@ -9,15 +9,14 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from pvad.cluster.processes import free_port
 from pvad.config import PostgresConfig
 
 USER = "pvad"
@@ -35,12 +34,6 @@ def pg_bindir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PgCluster:
     """initdb + pg_ctl start/stop, as a non-root user."""
 
@@ -55,7 +48,7 @@ class PgCluster:
         # not under pytest's tmp (mode 0700, root's): the postgres user must reach it
         self.root = Path(tempfile.mkdtemp(prefix="pvad-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.password_file = self.root / "password"
         self.password_file.write_text(PASSWORD + "\n")
         if self.user is not None:
@@ -83,16 +76,6 @@ class PgCluster:
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop", check=False)
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("PostgreSQL did not come back")
 
     def dsn(self, dbname: str) -> str:
         return f"host=127.0.0.1 port={self.port} dbname={dbname} user={USER}"

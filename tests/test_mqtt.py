@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from analysis_server.service import start_server
+from pvad.cluster.processes import free_port, wait_tcp
 from pvad.config import MqttConfig
 
 from conftest import client_tls, run, server_config
@@ -25,15 +25,9 @@ pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None,
 mqtt = pytest.importorskip("paho.mqtt.client")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Broker:
     def __init__(self, tmp: Path, *, password_file: Path | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tmp
         import getpass
 
@@ -50,14 +44,7 @@ class Broker:
     def start(self) -> None:
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
+        wait_tcp("127.0.0.1", self.port, 10)
 
     def stop(self) -> None:
         self.proc.terminate()

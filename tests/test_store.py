@@ -21,6 +21,7 @@ from analysis_server.alarms import AlarmHub
 from analysis_server.service import start_server
 from analysis_server.store import EventLog, FenceLost, open_store
 from pvad.channel import secure_channel
+from pvad.cluster.processes import free_port
 from pvad.config import ServerConfig
 from pvad.errors import ConfigError
 from pvad.v1 import pvad_pb2, pvad_pb2_grpc
@@ -467,7 +468,7 @@ def test_a_config_naming_both_stores_is_refused_with_both_fields(pki, tmp_path):
 
 
 def test_postgres_down_at_start_is_a_clear_error_naming_the_dsn(pki, tmp_path):
-    cfg = pg_server_config(pki, tmp_path, {"dsn": f"host=127.0.0.1 port={pg_support._free_port()} dbname=pvad user=pvad",
+    cfg = pg_server_config(pki, tmp_path, {"dsn": f"host=127.0.0.1 port={free_port()} dbname=pvad user=pvad",
                                            "connect_timeout_s": 1.0}, server_id="A")
     pytest.importorskip("psycopg_pool")
     t0 = time.monotonic()
