@@ -100,9 +100,14 @@ def detect_faces(detectors: Mapping[str, FaceDetector], images: Sequence[np.ndar
     return found
 
 
+def count_faces(found: Mapping[str, Sequence[np.ndarray]]) -> dict[str, int]:
+    """``detect_faces``'s boxes as counts: faces per detector and in ``"total"``."""
+    return {name: int(sum(len(b) for b in boxes)) for name, boxes in found.items()}
+
+
 def face_counts(detectors: Mapping[str, FaceDetector], images: Sequence[np.ndarray]) -> dict[str, int]:
     """Faces found in ``images`` by each detector and in ``"total"`` (union over detectors)."""
-    return {name: int(sum(len(b) for b in boxes)) for name, boxes in detect_faces(detectors, images).items()}
+    return count_faces(detect_faces(detectors, images))
 
 
 def _lfw_distractors(count: int) -> list[tuple[np.ndarray, np.ndarray]]:

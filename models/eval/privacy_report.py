@@ -19,6 +19,7 @@ from torch import nn
 from models.eval.faces import available_face_detectors, optional_face_embedder
 from models.eval.privacy import (
     Frames,
+    count_faces,
     detect_faces,
     frames_to_plot,
     interception_attack,
@@ -129,8 +130,8 @@ def evaluate_privacy(checkpoints: Sequence[Path | None], files: Sequence[Path], 
                                  boxes=(before["total"], after["total"])) if embedder else None)
         results[label] = {
             **quality(frames, decoded),
-            "faces_before": {k: int(sum(map(len, v))) for k, v in before.items()},
-            "faces_after": {k: int(sum(map(len, v))) for k, v in after.items()},
+            "faces_before": count_faces(before),
+            "faces_after": count_faces(after),
             "reid_top1": reid["reid_top1"] if reid else None,
             "reid_top1_known_boxes": reid["reid_top1_known_boxes"] if reid else None,
             "reid": reid, "epsilon": card_extra.get("epsilon"), "delta": card_extra.get("delta"),
@@ -161,7 +162,7 @@ def evaluate_privacy(checkpoints: Sequence[Path | None], files: Sequence[Path], 
             results[f"{label}+noise"] = {
                 **quality(frames, noisy),
                 "faces_before": results[label]["faces_before"],
-                "faces_after": {k: int(sum(map(len, v))) for k, v in after_noisy.items()},
+                "faces_after": count_faces(after_noisy),
                 "reid_top1": reid_noisy["reid_top1"] if reid_noisy else None,
                 "reid_top1_known_boxes": reid_noisy["reid_top1_known_boxes"] if reid_noisy else None,
                 "reid": reid_noisy, "epsilon": card_extra.get("epsilon"), "delta": card_extra.get("delta"),

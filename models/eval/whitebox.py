@@ -48,6 +48,7 @@ from models.eval.privacy import (
     Frames,
     _to_tensor,
     _to_u8,
+    count_faces,
     detect_faces,
     frames_to_plot,
     plot_reconstruction_grid,
@@ -292,10 +293,6 @@ def ours(target: TargetEncoder, frames: Frames, *, batch_size: int = 8) -> Frame
 # --------------------------------------------------------------------------- evaluation
 
 
-def _count(found: Mapping[str, list[np.ndarray]]) -> dict[str, int]:
-    return {name: int(sum(len(b) for b in boxes)) for name, boxes in found.items()}
-
-
 @dataclass
 class OurView:
     """Our decoder's reconstructions of the evaluated frames, the faces ``detect_faces`` found in
@@ -344,9 +341,9 @@ def evaluate_whitebox(target: TargetEncoder, frames: Frames, cfg: WhiteboxAttack
         **{f"attack_{k}": v for k, v in quality(frames, stolen).items()},
         **{f"ours_{k}": (v if mine is not None else None) for k, v in
            (quality(frames, mine) if mine is not None else {"mse": None, "psnr": None, "ssim": None}).items()},
-        "faces_before": _count(before),
-        "faces_after": _count(after_ours) if after_ours is not None else None,
-        "attack_faces_after": _count(after_attack),
+        "faces_before": count_faces(before),
+        "faces_after": count_faces(after_ours) if after_ours is not None else None,
+        "attack_faces_after": count_faces(after_attack),
         "reid_top1": reid_ours, "attack_reid_top1": reid(stolen, after_attack),
         "epsilon": target.extra.get("epsilon"), "delta": target.extra.get("delta"),
         "encoder_id": target.encoder_id, "encoder": str(target.source), "frames": len(frames),
