@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from analysis_server.background import CameraBackground
-from analysis_server.detectors import bag_of_objects, create_detector
+from analysis_server.detectors import Detections, bag_of_objects, create_detector
 from analysis_server.flow import CameraFlow, FlowEstimator
 from analysis_server.normality import (
     CameraNormality,
@@ -34,6 +34,7 @@ from analysis_server.normality import (
     Phase,
     fuse,
 )
+from analysis_server.normality.objects import object_rows
 from analysis_server.validate import Payload
 from models.nets.autoencoder import LATENT_SHAPE, encoder_id, load_autoencoder
 from models.nets.two_stream import card_background, load_classifier
@@ -121,21 +122,26 @@ class Analyzer:
         self.normality_cfg = analysis.normality if analysis.normality.enabled else None
         self.motion = MotionGrid(analysis.normality.motion) if self.normality_cfg is not None else None
         self.fusion = analysis.normality.fusion if self.normality_cfg is not None else "classifier"
+        # the normality model's object features: the boxes of analysis.detector with the flow inside them
+        self.object_features = analysis.object_features
         c = analysis.classifier
         self.classifier, self.card, self.detector = None, None, None
+        if self.object_features is not None:
+            self.detector = create_detector(analysis.detector)
         if self.fusion != "normality":
             self.classifier, self.card = load_classifier(
                 c.checkpoint, backbone=c.backbone, streams=c.streams, bag=c.bag, hidden=c.hidden,
                 pretrained=c.pretrained == "auto", seed=c.seed,
             )
             if self.classifier.use_bag:  # only a classifier with a bag-of-objects input needs a detector
-                self.detector = create_detector(analysis.detector or HogDetector())
-            elif analysis.detector is not None and analysis.detector.backend != "none":
+                self.detector = self.detector or create_detector(analysis.detector or HogDetector())
+            elif self.detector is None and analysis.has_detector:
                 log.warning("analysis.detector (%s) is not loaded: the classifier takes no bag-of-objects, so none is "
                             "computed; leave analysis.detector out to silence this", analysis.detector.backend)
             self.classifier = self.classifier.to(self.device).eval()
         else:
-            unused = [f"analysis.{k}" for k in ("classifier", "detector") if k in analysis.model_fields_set]
+            unused = [f"analysis.{k}" for k in ("classifier", "detector") if k in analysis.model_fields_set
+                      and not (k == "detector" and self.detector is not None)]
             if unused:
                 log.warning("%s not loaded: analysis.normality.fusion is normality, so σ_t is the normality model's "
                             "alone; set fusion max, mean or classifier to use them", " and ".join(unused))
@@ -164,7 +170,8 @@ class Analyzer:
                     f"bag={self.classifier.use_bag} detector={self.detector_name}")
         else:
             what = "no classifier"
-        norm = (f"normality (fusion {self.fusion}, learning {self.normality_cfg.learning_frames} frames)"
+        norm = (f"normality (fusion {self.fusion}, learning {self.normality_cfg.learning_frames} frames, "
+                f"{'grid and object features, detector ' + self.detector_name if self.object_features else 'grid features'})"
                 if self.normality_cfg is not None else "normality off")
         log.info("analysis: device=%s precision=%s %s, %s, flow=%s max_batch=%d", self.device, self.precision,
                  what, norm, analysis.flow.method, analysis.batching.max_batch)
@@ -244,7 +251,8 @@ class Analyzer:
     def new_camera_flow(self, camera_id: str = "", model: NormalityModel | None = None) -> CameraFlow:
         """A camera's pipeline state; with normality on, learning (or scoring with ``model``)."""
         bg = CameraBackground(self.background_cfg) if self.background_cfg is not None else None
-        normality = CameraNormality(self.normality_cfg, camera_id, model) if self.normality_cfg is not None else None
+        normality = (CameraNormality(self.normality_cfg, camera_id, model, object_features=self.object_features)
+                     if self.normality_cfg is not None else None)
         return CameraFlow(self.flow, bg, normality)
 
     def _normalise(self, batch_hwc: np.ndarray, scale: float = 1.0) -> torch.Tensor:
@@ -298,12 +306,15 @@ class Analyzer:
         """σ_t for each (camera state, payload), in order."""
         return [r.sigma for r in self.analyze_frames(items)]
 
-    def _normality(self, state: CameraFlow, frame: np.ndarray, payload: Payload) -> NormalityStep | None:
+    def _normality(self, state: CameraFlow, frame: np.ndarray, payload: Payload,
+                   dets: Detections | None = None) -> NormalityStep | None:
         if state.normality is None:
             return None
         norm = state.normality
         feats = self.motion(state.raw, norm.foreground.foreground(frame), norm.latent_diff(payload.latent))
-        return state.normality.step(feats, source=payload.source, frame_shape=frame.shape[:2], has_flow=state.has_flow)
+        objects = object_rows(dets, state.raw) if dets is not None and state.has_flow else None
+        return state.normality.step(feats, source=payload.source, frame_shape=frame.shape[:2], has_flow=state.has_flow,
+                                    objects=objects)
 
     def analyze_frames(self, items: list[tuple[CameraFlow, Payload]]) -> list[FrameResult]:
         """A `FrameResult` for each (camera state, payload), in order."""
@@ -320,15 +331,21 @@ class Analyzer:
             self._per_camera_list(CameraFlow.advance, states, frames)
         backgrounds = self.backgrounds(states, frames) if self.background_cfg is not None else None
         t2 = time.perf_counter()
+        dets = None
+        if self.object_features is not None:  # the detector's boxes for the normality model's object features
+            dets = self.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
+        t_det = time.perf_counter() - t2
         steps = [None] * len(items)
         if self.normality_cfg is not None:
-            steps = self._per_camera_list(lambda s, fp: self._normality(s, *fp), states, list(zip(frames, [p for _, p in items])))
+            steps = self._per_camera_list(lambda s, a: self._normality(s, *a), states,
+                                          list(zip(frames, [p for _, p in items], dets or [None] * len(items))))
         t3 = time.perf_counter()
         sigma = None
         if self.fusion != "normality":
             bags = None
             if self.classifier.use_bag:
-                dets = self.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
+                if dets is None:
+                    dets = self.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
                 bags = torch.from_numpy(np.stack([bag_of_objects(d) for d in dets])).to(self.device)
             t4 = time.perf_counter()
             if self.int8 is not None:  # None during the warm-up
@@ -353,7 +370,7 @@ class Analyzer:
                 hold = step.sigma is None and (clf is None or self.fusion == "normality")
                 results.append(FrameResult(fuse(self.fusion, clf, step.sigma), clf, step.phase, step.score, step.sigma,
                                            hold=hold))
-        stages = (("decode", t1 - t0), ("flow", t2 - t1), ("normality", t3 - t2), ("detector", t4 - t3),
+        stages = (("decode", t1 - t0), ("flow", t2 - t1), ("normality", t3 - t2 - t_det), ("detector", t4 - t3 + t_det),
                   ("classifier", t5 - t4))
         for stage, dt in stages:
             if stage == "normality" and self.normality_cfg is None:

@@ -1,7 +1,8 @@
 """One camera's normality state: learning → scoring, the bounded learning buffer, causal smoothing.
 
-Memory while learning is bounded by ``normality.max_frames`` frames of features (P positions x 3
-float32 each: 48 x 3 x 4 B = 576 B a frame at the default 40-px cells, so 3.5 MB at 6,000 frames).
+Memory while learning is bounded by ``normality.max_frames`` frames of features (P positions x F
+float32 each: 48 x 4 x 4 B = 768 B a frame at the default 40-px cells and four features, so 4.6 MB at
+6,000 frames).
 When the buffer is full every other kept frame is dropped and from then on only every second frame
 is kept (then every fourth, ...), so a long learning period is subsampled evenly instead of cut.
 """
@@ -38,9 +39,12 @@ class NormalityStep:
 
 
 class CameraNormality:
-    def __init__(self, cfg: NormalityConfig, camera_id: str, model: NormalityModel | None = None) -> None:
+    def __init__(self, cfg: NormalityConfig, camera_id: str, model: NormalityModel | None = None, *,
+                 object_features: list[str] | None = None) -> None:
         self.cfg = cfg
         self.camera_id = camera_id
+        self.object_features = object_features  # None: grid features only (no detector, or objects off)
+        self._settings = {**cfg.motion.model_dump(), "objects": list(object_features) if object_features else None}
         self.model = model
         self.foreground = CameraBackground(BackgroundConfig(history=cfg.motion.history,
                                                             var_threshold=cfg.motion.var_threshold))
@@ -48,6 +52,14 @@ class CameraNormality:
         self.prev_latent: np.ndarray | None = None  # a latent camera's previous latent (latent_diff features)
         self._recent: deque[float] = deque(maxlen=cfg.smoothing)
         self._reset_buffer()
+
+    def _objects_note(self, model: NormalityModel) -> str:
+        if self.object_features is None:
+            return ""
+        if model.objects is None:
+            return (f"; only {sum(len(o) for o in self._objects)} objects detected while learning, so the model "
+                    "scores grid features only")
+        return f", {model.objects.points} learning objects"
 
     # ------------------------------------------------------------------ state
 
@@ -57,6 +69,7 @@ class CameraNormality:
 
     def _reset_buffer(self) -> None:
         self._feats: list[np.ndarray] = []
+        self._objects: list[np.ndarray] = []  # each kept frame's object rows (object features on)
         self._segments: list[int] = []
         self._segment = 0
         self._stride, self._seen = 1, 0
@@ -70,7 +83,7 @@ class CameraNormality:
 
     @property
     def buffered_bytes(self) -> int:
-        return sum(f.nbytes for f in self._feats)
+        return sum(f.nbytes for f in self._feats) + sum(o.nbytes for o in self._objects)
 
     def discontinuity(self) -> None:
         """The next frame does not follow the previous one (new stream, new video): restart the
@@ -100,10 +113,12 @@ class CameraNormality:
         self.prev_latent = latent
         return np.abs(latent - prev)
 
-    def step(self, feats: np.ndarray, *, source: str, frame_shape: tuple[int, int], has_flow: bool) -> NormalityStep:
-        """Learn from or score one frame's features (P x D)."""
+    def step(self, feats: np.ndarray, *, source: str, frame_shape: tuple[int, int], has_flow: bool,
+             objects: np.ndarray | None = None) -> NormalityStep:
+        """Learn from or score one frame's features (P x D grid features; ``objects``: its object rows,
+        K x 8, when object features are on)."""
         if self.model is not None and not self.learn_only:
-            why = self.model.check_input(source, frame_shape)
+            why = self.model.check_input(source, frame_shape, self._settings)
             if why is not None:
                 log.warning("camera %s: its normality model was %s; the model is dropped and the camera learns again "
                             "(no alarms until then)", self.camera_id, why)
@@ -111,17 +126,18 @@ class CameraNormality:
         if self.phase is Phase.SCORING:
             if not has_flow:  # the first frame after a discontinuity has no motion and a blank foreground model
                 return NormalityStep(Phase.SCORING)
-            raw = float(self.model.raw_scores(feats[None])[0])
+            raw = float(self.model.raw_scores(feats[None], [objects])[0])
             self._recent.append(raw)
             score = float(np.mean(self._recent))
             return NormalityStep(Phase.SCORING, score, self.model.sigma(score))
-        self._observe(feats, source, frame_shape, has_flow)
+        self._observe(feats, objects, source, frame_shape, has_flow)
         if (not self.learn_only and self.cfg.learning_frames and self._seen >= self.cfg.learning_frames
                 and len(self._feats) >= self.cfg.min_frames):  # else: learn on until there are enough frames with motion
             return NormalityStep(Phase.LEARNING, fitted=self.finish())
         return NormalityStep(Phase.LEARNING)
 
-    def _observe(self, feats: np.ndarray, source: str, frame_shape: tuple[int, int], has_flow: bool) -> None:
+    def _observe(self, feats: np.ndarray, objects: np.ndarray | None, source: str, frame_shape: tuple[int, int],
+                 has_flow: bool) -> None:
         if self._source is not None and (source, frame_shape) != (self._source, self._shape):
             log.warning("camera %s: learning frames changed from %s %s to %s %s; learning restarts",
                         self.camera_id, self._source, self._shape, source, frame_shape)
@@ -133,9 +149,11 @@ class CameraNormality:
         if (self._seen - 1) % self._stride:
             return
         self._feats.append(feats.astype(np.float32, copy=True))
+        if self.object_features is not None:
+            self._objects.append(np.zeros((0, 8), np.float32) if objects is None else objects.astype(np.float32))
         self._segments.append(self._segment)
         if len(self._feats) >= self.cfg.max_frames:
-            self._feats, self._segments = self._feats[::2], self._segments[::2]
+            self._feats, self._segments, self._objects = self._feats[::2], self._segments[::2], self._objects[::2]
             self._stride *= 2
             log.info("camera %s: learning buffer full (%d frames): keeping every %d-th frame from now on",
                      self.camera_id, self.cfg.max_frames, self._stride)
@@ -146,9 +164,12 @@ class CameraNormality:
             raise ValueError(f"camera {self.camera_id}: no learning frames with motion")
         t0 = time.perf_counter()
         model = NormalityModel.fit(np.stack(self._feats), np.asarray(self._segments), cfg=self.cfg,
-                                   source=self._source, frame_shape=self._shape)
-        log.info("camera %s: normality model fitted on %d frames (%d observed) in %.2f s: threshold %.3f, %d points",
-                 self.camera_id, model.frames, self._seen, time.perf_counter() - t0, model.threshold, model.knn.points)
+                                   source=self._source, frame_shape=self._shape,
+                                   objects=self._objects if self.object_features is not None else None,
+                                   object_features=self.object_features)
+        log.info("camera %s: normality model fitted on %d frames (%d observed) in %.2f s: threshold %.3f, %d points%s",
+                 self.camera_id, model.frames, self._seen, time.perf_counter() - t0, model.threshold, model.knn.points,
+                 self._objects_note(model))
         self.model, self.learn_only = model, False
         self._reset_buffer()
         self._recent.clear()

@@ -75,14 +75,16 @@ class SharedKnn:
     kind = "shared"
 
     def __init__(self, k: int, scale: np.ndarray, bank: np.ndarray, rows: np.ndarray, *, row_weight: float,
-                 active_flow: float, active_fg: float) -> None:
+                 active_flow: float, active_fg: float, columns: tuple[int, int] = (1, 2)) -> None:
         self.k, self.scale, self.bank, self.rows = k, scale.astype(np.float32), bank, rows.astype(np.float32)
         self.row_weight, self.active_flow, self.active_fg = row_weight, active_flow, active_fg
+        self.columns = columns  # which features are max |flow| and the foreground fraction
         self._tree = KDTree(bank) if len(bank) else None
 
     def active(self, feats: np.ndarray) -> np.ndarray:
-        """N x P: cells with motion or foreground (features [mean |flow|, max |flow|, foreground])."""
-        return (feats[..., 1] > self.active_flow) | (feats[..., 2] > self.active_fg)
+        """N x P: cells with motion or foreground (max |flow| or foreground fraction over its threshold)."""
+        flow, fg = self.columns
+        return (feats[..., flow] > self.active_flow) | (feats[..., fg] > self.active_fg)
 
     def _vectors(self, feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
         z = feats / self.scale
@@ -91,15 +93,17 @@ class SharedKnn:
 
     @classmethod
     def fit(cls, feats: np.ndarray, *, k: int, scale: np.ndarray, rows: np.ndarray, row_weight: float,
-            active_flow: float, active_fg: float, bank_size: int, **_: object) -> SharedKnn:
+            active_flow: float, active_fg: float, bank_size: int, columns: tuple[int, int] = (1, 2),
+            **_: object) -> SharedKnn:
         probe = cls(k, scale, np.zeros((0, feats.shape[2] + 1), np.float32), rows, row_weight=row_weight,
-                    active_flow=active_flow, active_fg=active_fg)
+                    active_flow=active_flow, active_fg=active_fg, columns=columns)
         v = np.unique(np.round(probe._vectors(feats, probe.active(feats)), ROUND), axis=0).astype(np.float32)
         if len(v) > bank_size:
             v = v[np.sort(np.random.default_rng(0).choice(len(v), bank_size, replace=False))]
         if not len(v):  # nothing ever moved: any activity is unusual
             v = np.zeros((1, feats.shape[2] + 1), np.float32)
-        return cls(k, scale, v, rows, row_weight=row_weight, active_flow=active_flow, active_fg=active_fg)
+        return cls(k, scale, v, rows, row_weight=row_weight, active_flow=active_flow, active_fg=active_fg,
+                   columns=columns)
 
     @property
     def positions(self) -> int:
@@ -119,14 +123,15 @@ class SharedKnn:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"bank": self.bank, "rows": self.rows,
-                "params": np.array([self.row_weight, self.active_flow, self.active_fg], np.float64)}
+                "params": np.array([self.row_weight, self.active_flow, self.active_fg, *self.columns], np.float64)}
 
     @classmethod
     def from_arrays(cls, k: int, scale: np.ndarray, a: dict, **_: object) -> SharedKnn:
-        rw, af, ag = (float(x) for x in a["params"])
+        rw, af, ag, *cols = (float(x) for x in a["params"])  # models before motion.features: columns 1, 2
         if a["bank"].ndim != 2 or a["bank"].shape[1] != len(scale) + 1:
             raise ValueError("the memory bank does not match its features")
-        return cls(k, scale, a["bank"], a["rows"], row_weight=rw, active_flow=af, active_fg=ag)
+        columns = (int(cols[0]), int(cols[1])) if cols else (1, 2)
+        return cls(k, scale, a["bank"], a["rows"], row_weight=rw, active_flow=af, active_fg=ag, columns=columns)
 
 
 class CombinedKnn:

@@ -91,4 +91,17 @@ class AnalysisConfig(Section):
     def _bag_needs_detector(self) -> "AnalysisConfig":
         if self.classifier.bag and self.detector is not None and self.detector.backend == "none":
             raise ValueError("classifier.bag is true but detector.backend is 'none'")
+        if self.normality.objects.enabled is True and not self.has_detector:
+            raise ValueError("normality.objects.enabled is true but analysis.detector names no detector (set one, e.g. "
+                             "backend: darknet, or use enabled: auto)")
         return self
+
+    @property
+    def has_detector(self) -> bool:
+        return self.detector is not None and self.detector.backend != "none"
+
+    @property
+    def object_features(self) -> list[str] | None:
+        """The normality model's object features, or None when it uses none (NormalityConfig.objects)."""
+        n = self.normality
+        return n.objects.features if n.enabled and n.objects.enabled is not False and self.has_detector else None

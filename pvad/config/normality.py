@@ -16,10 +16,18 @@ from pydantic import Field, model_validator
 from pvad.config.base import Section
 
 
-class MotionGridConfig(Section):
-    """Grid-cell motion features on the frames the server sees: per cell, mean and max optical-flow
-    magnitude (pixels/frame) and the MOG2 foreground fraction."""
+GridFeature = Literal["mean", "max", "p90", "fg"]
 
+
+class MotionGridConfig(Section):
+    """Grid-cell motion features on the frames the server sees: per cell, the mean, maximum and 90th
+    percentile of the optical-flow magnitude (pixels/frame) and the MOG2 foreground fraction."""
+
+    features: list[GridFeature] = Field(
+        ["mean", "max", "fg", "p90"], min_length=1,
+        description="per-cell features, in this order: mean / max / p90 = mean, maximum, 90th percentile of |flow|; "
+        "fg = foreground fraction (the default set was chosen on Ped2's tuning videos; README)",
+    )
     cell: int = Field(40, ge=8, le=240, description="cell side in pixels of the 320x240 frame (must divide both)")
     history: int = Field(500, ge=1, description="MOG2 history (frames) of the foreground model")
     var_threshold: float = Field(16.0, gt=0.0, description="MOG2 squared Mahalanobis distance for foreground")
@@ -30,10 +38,38 @@ class MotionGridConfig(Section):
 
     @model_validator(mode="after")
     def _divides(self) -> "MotionGridConfig":
+        if len(set(self.features)) != len(self.features):
+            raise ValueError(f"features {self.features} name a feature twice")
         if 320 % self.cell or 240 % self.cell:
             raise ValueError(f"cell {self.cell} must divide 320 and 240 (e.g. 8, 10, 16, 20, 40, 80)")
         if self.latent_diff and self.cell % 8:
             raise ValueError(f"latent_diff needs a cell that is a multiple of 8 (the latent's grid); cell is {self.cell}")
+        return self
+
+
+ObjectFeature = Literal["y", "w", "h", "vx", "vy", "speed", "speed_p90"]
+
+
+class ObjectsConfig(Section):
+    """Object-level features (analysis_server/normality/objects.py): each box of ``analysis.detector`` on
+    the frames the server sees, with the flow inside it, scored against the camera's normal objects."""
+
+    enabled: bool | Literal["auto"] = Field(
+        "auto", description="auto: on when analysis.detector names a detector, off when it is unset or 'none'; true: "
+        "needs analysis.detector; false: grid features only",
+    )
+    features: list[ObjectFeature] = Field(
+        ["y", "w", "h", "vx", "vy", "speed", "speed_p90"], min_length=1,
+        description="per object, in units of the height an object has at its place (learnt perspective): y = bottom "
+        "edge / frame height; w, h = box size; vx, vy, speed, speed_p90 = mean velocity, mean and 90th-percentile speed "
+        "of the flow in the box (chosen on Ped2's tuning videos; README)",
+    )
+    k: int = Field(1, ge=1, le=64, description="neighbours whose mean distance scores an object")
+
+    @model_validator(mode="after")
+    def _unique(self) -> "ObjectsConfig":
+        if len(set(self.features)) != len(self.features):
+            raise ValueError(f"features {self.features} name a feature twice")
         return self
 
 
@@ -50,6 +86,10 @@ class NormalityConfig(Section):
         description="learning buffer bound per camera: past it every other kept frame is dropped (memory bound)",
     )
     motion: MotionGridConfig = MotionGridConfig()
+    objects: ObjectsConfig = Field(
+        ObjectsConfig(), description="object-level features where the detector finds objects; a frame's score is "
+        "then the sum of its grid and its object score, each divided by its 99th percentile over held-out learning frames",
+    )
     bank: Literal["per_position", "shared", "both"] = Field(
         "per_position",
         description="per_position: each cell is compared with what that cell showed; shared: moving cells are "
@@ -81,6 +121,9 @@ class NormalityConfig(Section):
     def _consistent(self) -> "NormalityConfig":
         if self.learning_frames and self.learning_frames < self.min_frames:
             raise ValueError(f"learning_frames ({self.learning_frames}) is below min_frames ({self.min_frames})")
+        if self.bank != "per_position" and not {"max", "fg"} <= set(self.motion.features):
+            raise ValueError(f"bank {self.bank!r} finds active cells by their max |flow| and foreground: "
+                             f"motion.features must include 'max' and 'fg' (it is {self.motion.features})")
         if self.max_frames < self.min_frames:
             raise ValueError(f"max_frames ({self.max_frames}) is below min_frames ({self.min_frames})")
         return self
