@@ -11,7 +11,7 @@ import pytest
 
 from analysis_server.detectors.base import Detections
 from analysis_server.normality import CameraNormality, NormalityModel, Phase
-from analysis_server.normality.objects import MIN_OBJECTS, ObjectKnn, object_rows
+from analysis_server.normality.objects import MAX_OBJECTS, MIN_OBJECTS, ObjectKnn, object_rows
 from conftest import tiny_analysis
 from pvad.config import DecoderConfig, NormalityConfig
 
@@ -45,6 +45,11 @@ def test_object_rows_measure_the_box_and_the_flow_inside_it():
     assert vx == pytest.approx(3.0) and vy == pytest.approx(-1.0)
     assert speed == pytest.approx(np.hypot(3, 1), rel=1e-5) and p90 == pytest.approx(np.hypot(3, 1), rel=1e-5)
     assert object_rows(Detections.empty(), flow).shape == (0, 8)
+    # at most MAX_OBJECTS boxes a frame, the most confident: a learning frame's memory is bounded
+    n = MAX_OBJECTS + 10
+    many = Detections.from_arrays([[i, 0, i + 5, 10] for i in range(n)], np.arange(n) / n, np.zeros(n))
+    rows = object_rows(many, flow)
+    assert len(rows) == MAX_OBJECTS and rows[:, 0].min() == 10 + 2.5  # the 10 least confident are dropped
 
 
 def test_the_object_density_learns_perspective_and_flags_fast_or_odd_objects():

@@ -2,7 +2,8 @@
 
 Memory while learning is bounded by ``normality.max_frames`` frames of features (P positions x F
 float32 each: 48 x 4 x 4 B = 768 B a frame at the default 40-px cells and four features, so 4.6 MB at
-6,000 frames).
+6,000 frames; with object features at most ``objects.MAX_OBJECTS`` = 64 boxes x 8 float32 = 2 KB a
+frame more, so at most 17 MB in all).
 When the buffer is full every other kept frame is dropped and from then on only every second frame
 is kept (then every fourth, ...), so a long learning period is subsampled evenly instead of cut.
 """

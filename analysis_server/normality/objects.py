@@ -25,13 +25,16 @@ from analysis_server.detectors.base import Detections
 RAW = ("cx", "bottom", "w", "h", "vx", "vy", "speed", "speed_p90")  # object_rows' columns, in pixels
 FEATURES = ("y", "w", "h", "vx", "vy", "speed", "speed_p90")
 MIN_OBJECTS = 20  # learning objects a fit needs; fewer (a detector that finds nothing here) fits no object bank
+MAX_OBJECTS = 64  # boxes measured per frame at most (the most confident): bounds a learning frame to 2 KB
 
 
 def object_rows(dets: Detections, flow: np.ndarray) -> np.ndarray:
-    """K x 8 float32 (``RAW``) for the boxes of ``dets`` on a frame whose flow is ``flow`` (H x W x 2)."""
+    """K x 8 float32 (``RAW``) for the boxes of ``dets`` (the ``MAX_OBJECTS`` most confident) on a frame
+    whose flow is ``flow`` (H x W x 2)."""
     h, w = flow.shape[:2]
     out = []
-    for x0, y0, x1, y1 in np.asarray(dets.boxes, np.float32):
+    keep = np.argsort(-np.asarray(dets.scores), kind="stable")[:MAX_OBJECTS]
+    for x0, y0, x1, y1 in np.asarray(dets.boxes, np.float32)[keep]:
         a, b = int(np.clip(x0, 0, w - 1)), int(np.clip(x1, 0, w - 1))
         c, d = int(np.clip(y0, 0, h - 1)), int(np.clip(y1, 0, h - 1))
         if b <= a or d <= c:
