@@ -152,18 +152,25 @@ def _scoring_cameras(analyzer: Analyzer, states: list, rgb: np.ndarray, eid: str
     """The pipeline's "normality" stage for cameras that score: features, kNN, smoothing (a model fitted on
     these frames' own features, so every camera is in the scoring phase)."""
     from analysis_server.normality import NormalityModel
+    from analysis_server.normality.objects import object_rows
     from analysis_server.validate import Payload
 
     payloads = [Payload("bench", i, 0, latent=np.zeros(1), encoder_id=eid) for i in range(len(rgb))]
     feats = np.stack([analyzer.motion(st.raw, st.normality.foreground.foreground(f)) for st, f in zip(states, rgb)])
+    # with object features, the detector's boxes (timed in its own stage) and their flow
+    dets = (analyzer.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in rgb])
+            if analyzer.object_features is not None else [None] * len(rgb))
+    objects = [object_rows(d, st.raw) if d is not None else None for d, st in zip(dets, states)]
     reps = max(1, -(-analyzer.normality_cfg.min_frames // len(feats)))
     learn = np.concatenate([feats] * reps) * np.random.default_rng(0).uniform(0.9, 1.1, (reps * len(feats), 1, 1))
     model = NormalityModel.fit(learn.astype(np.float32), np.zeros(len(learn), np.int32), cfg=analyzer.normality_cfg,
-                               source=payloads[0].source, frame_shape=rgb.shape[1:3])
+                               source=payloads[0].source, frame_shape=rgb.shape[1:3],
+                               objects=objects * reps if analyzer.object_features is not None else None,
+                               object_features=analyzer.object_features)
     for st in states:
         st.normality.model, st.has_flow = model, True
-    pairs = list(zip(rgb, payloads))
-    return lambda: analyzer._per_camera_list(lambda s, fp: analyzer._normality(s, *fp), states, pairs)
+    items = list(zip(rgb, payloads, dets))
+    return lambda: analyzer._per_camera_list(lambda s, a: analyzer._normality(s, *a), states, items)
 
 
 def precision_error(prof: dict, latents: list) -> dict[str, float]:

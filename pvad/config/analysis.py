@@ -81,7 +81,8 @@ class AnalysisConfig(Section):
     flow: FlowConfig = FlowConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     detector: DetectorConfig | None = Field(
-        None, description="bag-of-objects detector; null = none for a classifier without a bag, OpenCV HOG for one with"
+        None, description="object detector: the classifier's bag-of-objects and the normality model's object features "
+        "(normality.objects); null = none for a classifier without a bag, OpenCV HOG for one with"
     )
     batching: BatchingConfig = BatchingConfig()
     quantization: QuantizationConfig = QuantizationConfig()
