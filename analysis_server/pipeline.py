@@ -316,6 +316,12 @@ class Analyzer:
         return state.normality.step(feats, source=payload.source, frame_shape=frame.shape[:2], has_flow=state.has_flow,
                                     objects=objects)
 
+    def _detect(self, frames: list[np.ndarray], dets: list, which: list[int]) -> None:
+        """Fill ``dets[i]`` with the detector's boxes on ``frames[i]`` for each i of ``which`` (one batch)."""
+        if which:
+            for i, d in zip(which, self.detector.detect_batch([cv2.cvtColor(frames[i], cv2.COLOR_RGB2BGR) for i in which])):
+                dets[i] = d
+
     def analyze_frames(self, items: list[tuple[CameraFlow, Payload]]) -> list[FrameResult]:
         """A `FrameResult` for each (camera state, payload), in order."""
         t0 = time.perf_counter()
@@ -331,21 +337,21 @@ class Analyzer:
             self._per_camera_list(CameraFlow.advance, states, frames)
         backgrounds = self.backgrounds(states, frames) if self.background_cfg is not None else None
         t2 = time.perf_counter()
-        dets = None
-        if self.object_features is not None:  # the detector's boxes for the normality model's object features
-            dets = self.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
+        dets: list[Detections | None] = [None] * len(items)
+        if self.object_features is not None:  # the detector's boxes for the cameras whose model uses objects
+            self._detect(frames, dets, [i for i, (s, p) in enumerate(items)
+                                        if s.normality is not None and s.normality.objects_for(p.source)])
         t_det = time.perf_counter() - t2
         steps = [None] * len(items)
         if self.normality_cfg is not None:
             steps = self._per_camera_list(lambda s, a: self._normality(s, *a), states,
-                                          list(zip(frames, [p for _, p in items], dets or [None] * len(items))))
+                                          list(zip(frames, [p for _, p in items], dets)))
         t3 = time.perf_counter()
         sigma = None
         if self.fusion != "normality":
             bags = None
             if self.classifier.use_bag:
-                if dets is None:
-                    dets = self.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
+                self._detect(frames, dets, [i for i, d in enumerate(dets) if d is None])
                 bags = torch.from_numpy(np.stack([bag_of_objects(d) for d in dets])).to(self.device)
             t4 = time.perf_counter()
             if self.int8 is not None:  # None during the warm-up

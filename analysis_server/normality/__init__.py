@@ -2,6 +2,8 @@
 what was normal for that camera, and the learning → scoring lifecycle.
 
 * ``features``: what is measured per frame (grid-cell motion and foreground);
+* ``objects``: per detected object its size, place and in-box velocity, in units of the camera's
+  learnt perspective, and their nearest-neighbour density;
 * ``density``: nearest-neighbour distances per grid position (scikit-learn KD-trees);
 * ``model``: fitting, the threshold from held-out learning frames, σ_t, (de)serialisation;
 * ``camera``: one camera's state: learning buffer (bounded), smoothing, phase.

@@ -24,6 +24,7 @@ from pvad.config import BackgroundConfig
 from pvad.config.normality import NormalityConfig
 
 log = logging.getLogger(__name__)
+RAW_SOURCE = "image:none"  # what a camera that sends its frames unanonymized is (Payload.source)
 
 
 class Phase(enum.Enum):
@@ -45,7 +46,6 @@ class CameraNormality:
         self.cfg = cfg
         self.camera_id = camera_id
         self.object_features = object_features  # None: grid features only (no detector, or objects off)
-        self._settings = {**cfg.motion.model_dump(), "objects": list(object_features) if object_features else None}
         self.model = model
         self.foreground = CameraBackground(BackgroundConfig(history=cfg.motion.history,
                                                             var_threshold=cfg.motion.var_threshold))
@@ -54,8 +54,20 @@ class CameraNormality:
         self._recent: deque[float] = deque(maxlen=cfg.smoothing)
         self._reset_buffer()
 
+    def objects_for(self, source: str) -> list[str] | None:
+        """The object features this camera's frames from ``source`` use: with ``objects.enabled: auto``
+        only unanonymized frames (``image:none``), where Ped2's tuning videos chose them; on anonymized
+        frames the detector finds few or no objects and they lowered the tuning AUC (README)."""
+        if self.object_features is None or (self.cfg.objects.enabled is not True and source != RAW_SOURCE):
+            return None
+        return self.object_features
+
+    def _settings(self, source: str) -> dict:
+        objects = self.objects_for(source)
+        return {**self.cfg.motion.model_dump(), "objects": list(objects) if objects else None}
+
     def _objects_note(self, model: NormalityModel) -> str:
-        if self.object_features is None:
+        if self.objects_for(self._source) is None:
             return ""
         if model.objects is None:
             return (f"; only {sum(len(o) for o in self._objects)} objects detected while learning, so the model "
@@ -119,7 +131,7 @@ class CameraNormality:
         """Learn from or score one frame's features (P x D grid features; ``objects``: its object rows,
         K x 8, when object features are on)."""
         if self.model is not None and not self.learn_only:
-            why = self.model.check_input(source, frame_shape, self._settings)
+            why = self.model.check_input(source, frame_shape, self._settings(source))
             if why is not None:
                 log.warning("camera %s: its normality model was %s; the model is dropped and the camera learns again "
                             "(no alarms until then)", self.camera_id, why)
@@ -150,7 +162,7 @@ class CameraNormality:
         if (self._seen - 1) % self._stride:
             return
         self._feats.append(feats.astype(np.float32, copy=True))
-        if self.object_features is not None:
+        if self.objects_for(source) is not None:
             self._objects.append(np.zeros((0, 8), np.float32) if objects is None else objects.astype(np.float32))
         self._segments.append(self._segment)
         if len(self._feats) >= self.cfg.max_frames:
@@ -166,8 +178,7 @@ class CameraNormality:
         t0 = time.perf_counter()
         model = NormalityModel.fit(np.stack(self._feats), np.asarray(self._segments), cfg=self.cfg,
                                    source=self._source, frame_shape=self._shape,
-                                   objects=self._objects if self.object_features is not None else None,
-                                   object_features=self.object_features)
+                                   objects=self._objects, object_features=self.objects_for(self._source))
         log.info("camera %s: normality model fitted on %d frames (%d observed) in %.2f s: threshold %.3f, %d points%s",
                  self.camera_id, model.frames, self._seen, time.perf_counter() - t0, model.threshold, model.knn.points,
                  self._objects_note(model))

@@ -158,15 +158,16 @@ def _scoring_cameras(analyzer: Analyzer, states: list, rgb: np.ndarray, eid: str
     payloads = [Payload("bench", i, 0, latent=np.zeros(1), encoder_id=eid) for i in range(len(rgb))]
     feats = np.stack([analyzer.motion(st.raw, st.normality.foreground.foreground(f)) for st, f in zip(states, rgb)])
     # with object features, the detector's boxes (timed in its own stage) and their flow
-    dets = (analyzer.detector.detect_batch([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in rgb])
-            if analyzer.object_features is not None else [None] * len(rgb))
+    dets: list = [None] * len(rgb)
+    if analyzer.object_features is not None:
+        analyzer._detect(list(rgb), dets, [i for i, (st, p) in enumerate(zip(states, payloads))
+                                           if st.normality.objects_for(p.source)])
     objects = [object_rows(d, st.raw) if d is not None else None for d, st in zip(dets, states)]
     reps = max(1, -(-analyzer.normality_cfg.min_frames // len(feats)))
     learn = np.concatenate([feats] * reps) * np.random.default_rng(0).uniform(0.9, 1.1, (reps * len(feats), 1, 1))
     model = NormalityModel.fit(learn.astype(np.float32), np.zeros(len(learn), np.int32), cfg=analyzer.normality_cfg,
                                source=payloads[0].source, frame_shape=rgb.shape[1:3],
-                               objects=objects * reps if analyzer.object_features is not None else None,
-                               object_features=analyzer.object_features)
+                               objects=objects * reps, object_features=states[0].normality.objects_for(payloads[0].source))
     for st in states:
         st.normality.model, st.has_flow = model, True
     items = list(zip(rgb, payloads, dets))

@@ -103,6 +103,7 @@ class AnalysisConfig(Section):
 
     @property
     def object_features(self) -> list[str] | None:
-        """The normality model's object features, or None when it uses none (NormalityConfig.objects)."""
+        """The normality model's object features, or None when no camera uses them (NormalityConfig.objects;
+        with ``auto`` each camera decides by what it sends: ``CameraNormality.objects_for``)."""
         n = self.normality
         return n.objects.features if n.enabled and n.objects.enabled is not False and self.has_detector else None
