@@ -20,6 +20,7 @@ import numpy as np
 
 from analysis_server.background import CameraBackground
 from analysis_server.normality.model import NormalityModel
+from analysis_server.normality.objects import RAW
 from pvad.config import BackgroundConfig
 from pvad.config.normality import NormalityConfig
 
@@ -163,7 +164,7 @@ class CameraNormality:
             return
         self._feats.append(feats.astype(np.float32, copy=True))
         if self.objects_for(source) is not None:
-            self._objects.append(np.zeros((0, 8), np.float32) if objects is None else objects.astype(np.float32))
+            self._objects.append(np.zeros((0, len(RAW)), np.float32) if objects is None else objects.astype(np.float32))
         self._segments.append(self._segment)
         if len(self._feats) >= self.cfg.max_frames:
             self._feats, self._segments, self._objects = self._feats[::2], self._segments[::2], self._objects[::2]

@@ -4,9 +4,9 @@ received anonymized images; never raw frames unless the camera sends them).
 ``MotionGrid``: the 320x240 frame cut into square cells; per cell (``motion.features``) the mean, the
 maximum and the 90th percentile of the optical-flow magnitude (pixels per frame, from the flow the
 server already computes between a camera's consecutive frames) and the fraction of foreground pixels
-of a per-camera MOG2 background model. On UCSD Ped2 these four ranked anomalous frames best among the
-grid features tried on the tuning videos (orientation histograms, gradient histograms, the mean speed
-of foreground pixels and smaller cells did worse; README).
+of a per-camera MOG2 background model. On UCSD Ped2's tuning videos these four ranked anomalous frames
+best among the grid features tried (orientation histograms, gradient histograms and smaller cells did
+worse, README; so did the mean speed of foreground pixels and the 98th percentile, in exploratory runs).
 
 For a camera that sends the dp-encoder's latent, each cell also gets the latent's own motion: the
 mean of |z_t - z_(t-1)| per latent channel over the cell (``latent_diff``; the latent is a 30x40 grid

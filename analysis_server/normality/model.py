@@ -101,8 +101,9 @@ class NormalityModel:
             raise ValueError(f"{n} learning frames; a fit needs at least {cfg.min_frames} (normality.min_frames)")
         scale = feature_scale(feats)
         rows = grid_rows(frame_shape, cfg.motion.cell)
-        use_objects = object_features is not None and objects is not None and \
-            ObjectKnn.fit(objects, k=cfg.objects.k, features=object_features, frame_height=frame_shape[0]) is not None
+        obj_bank = (ObjectKnn.fit(objects, k=cfg.objects.k, features=object_features, frame_height=frame_shape[0])
+                    if object_features is not None and objects is not None else None)  # None: too few objects
+        use_objects = obj_bank is not None
         folds = np.array_split(np.arange(n), cfg.folds)
         held_grid, held_obj = [], []
         for block in folds:
@@ -114,13 +115,11 @@ class NormalityModel:
                                      frame_height=frame_shape[0])
                 raw = bank.frame_scores([objects[i] for i in block]) if bank is not None else np.zeros(len(block))
                 held_obj.append(smooth_runs(raw, segments[block], cfg.smoothing))
-        heldout = np.concatenate(held_grid)
-        obj_bank, scales = None, None
+        heldout, scales = np.concatenate(held_grid), None
         if use_objects:
             obj_held = np.concatenate(held_obj)
             scales = (_scale(heldout), _scale(obj_held))
             heldout = heldout / scales[0] + obj_held / scales[1]
-            obj_bank = ObjectKnn.fit(objects, k=cfg.objects.k, features=object_features, frame_height=frame_shape[0])
         heldout_max = float(heldout.max())
         threshold = max(cfg.threshold_margin * heldout_max, 1e-3)
         settings = {**cfg.motion.model_dump(), "objects": list(object_features) if object_features else None}
