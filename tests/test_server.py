@@ -8,7 +8,7 @@ import cv2
 import grpc
 import numpy as np
 import pytest
-from conftest import client_tls, run, server_config
+from conftest import client_tls, exchange, run, server_config
 
 from analysis_server.pipeline import FrameResult
 from analysis_server.service import start_server
@@ -22,18 +22,6 @@ from pvad.v1 import pvad_pb2, pvad_pb2_grpc
 
 rng = np.random.default_rng(0)
 FRAME = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
-
-
-async def exchange(address, tls, frames):
-    """Send `frames` on one stream; return the acks in order."""
-    async with secure_channel(address, tls) as ch:
-        stub = pvad_pb2_grpc.IngestStub(ch)
-
-        async def gen():
-            for f in frames:
-                yield f
-
-        return [a async for a in stub.Stream(gen(), timeout=30)]
 
 
 def latent_frame(encoder, seq, camera="cam-1", frame=FRAME):
