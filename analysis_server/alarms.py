@@ -85,6 +85,10 @@ class AlarmHub:
             return
         self._last_id = event_id
         self.followed += 1
+        self._wake_subscribers(camera_id)
+
+    def _wake_subscribers(self, camera_id: str | None) -> None:
+        """Wake the subscribers that want `camera_id` (every one when None); each re-reads the store."""
         for sub in list(self._subs):
             if (camera_id is None or sub.wants(camera_id)) and sub.queue.empty():
                 sub.queue.put_nowait(None)
@@ -107,9 +111,7 @@ class AlarmHub:
         self.published += 1
         log.info("%s camera=%s seq=%d score=%.3f (event %d)", pvad_pb2.EventKind.Name(ev.kind), ev.camera_id, ev.seq,
                  ev.score, ev.event_id)
-        for sub in list(self._subs):
-            if sub.wants(ev.camera_id) and sub.queue.empty():
-                sub.queue.put_nowait(None)  # a wake-up; the subscriber re-reads the log
+        self._wake_subscribers(ev.camera_id)
 
     def publish_score(self, *, camera_id: str, seq: int, score: float, confidence: float,
                       capture_time_ns: int = 0, phase: int = 0, normality_score: float = 0.0) -> None:
