@@ -182,9 +182,13 @@ def build_app(ctx: WebContext) -> FastAPI:
     @app.get("/api/alarms")
     async def alarms(limit: int = 100, user: User = Depends(current_user)) -> dict:
         allowed = ctx.cameras_for(user)
-        last_id = ctx.hub.log.last_id()  # before reading: what comes after is on the stream (the page drops repeats)
-        events = await asyncio.to_thread(ctx.hub.log.recent, max(1, min(limit, 1000)), allowed)
-        acks = await asyncio.to_thread(ctx.hub.log.acks_for, [e.event_id for e in events])
+
+        def read():  # off the loop, in one thread hop
+            last_id = ctx.hub.log.last_id()  # before reading: what comes after is on the stream (the page drops repeats)
+            events = ctx.hub.log.recent(max(1, min(limit, 1000)), allowed)
+            return last_id, events, ctx.hub.log.acks_for([e.event_id for e in events])
+
+        last_id, events, acks = await asyncio.to_thread(read)
         return {"last_id": last_id, "alarms": [alarm_json(e, acks.get(e.event_id)) for e in events]}
 
     @app.post("/api/alarms/{event_id}/ack", dependencies=[Depends(same_origin)])
@@ -208,8 +212,9 @@ def build_app(ctx: WebContext) -> FastAPI:
     async def stream(request: Request, after: int | None = None, user: User = Depends(current_user)):
         if ctx.streams.open >= web.max_streams:
             raise HTTPException(503, f"the dashboard has {web.max_streams} open streams already")
-        resume = parse_last_event_id(request.headers.get("last-event-id"))
-        start = resume if resume is not None else after if after is not None else ctx.hub.log.last_id()
+        start = parse_last_event_id(request.headers.get("last-event-id"))
+        if start is None:
+            start = after if after is not None else await asyncio.to_thread(ctx.hub.log.last_id)
         return StreamingResponse(ctx.streams.stream(cameras=ctx.cameras_for(user), after=start),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
