@@ -21,6 +21,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from pvad.certs import _write_private
 from pvad.config.web import ROLES
 from pvad.errors import ConfigError
 
@@ -70,15 +71,8 @@ def load_users(path: Path) -> dict[str, User]:
 
 def save_users(path: Path, users: dict[str, User]) -> None:
     """Write atomically, readable by its owner only."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     data = {"users": {n: {k: v for k, v in asdict(u).items() if k != "name"} for n, u in sorted(users.items())}}
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    _write_private(Path(path), json.dumps(data, indent=1).encode())
 
 
 def add_user(path: Path, name: str, password: str, role: str, *, replace: bool = False) -> User:
