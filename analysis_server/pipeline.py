@@ -316,6 +316,16 @@ class Analyzer:
         return state.normality.step(feats, source=payload.source, frame_shape=frame.shape[:2], has_flow=state.has_flow,
                                     objects=objects)
 
+    def object_detections(self, states: list[CameraFlow], payloads: list[Payload],
+                          frames: list[np.ndarray]) -> list[Detections | None]:
+        """The detector's boxes on the frames of the cameras whose normality model uses object features
+        (``CameraNormality.objects_for``), None for the others; one batch."""
+        dets: list[Detections | None] = [None] * len(frames)
+        if self.object_features is not None:
+            self._detect(frames, dets, [i for i, (s, p) in enumerate(zip(states, payloads))
+                                        if s.normality is not None and s.normality.objects_for(p.source)])
+        return dets
+
     def _detect(self, frames: list[np.ndarray], dets: list, which: list[int]) -> None:
         """Fill ``dets[i]`` with the detector's boxes on ``frames[i]`` for each i of ``which`` (one batch)."""
         if which:
@@ -337,10 +347,7 @@ class Analyzer:
             self._per_camera_list(CameraFlow.advance, states, frames)
         backgrounds = self.backgrounds(states, frames) if self.background_cfg is not None else None
         t2 = time.perf_counter()
-        dets: list[Detections | None] = [None] * len(items)
-        if self.object_features is not None:  # the detector's boxes for the cameras whose model uses objects
-            self._detect(frames, dets, [i for i, (s, p) in enumerate(items)
-                                        if s.normality is not None and s.normality.objects_for(p.source)])
+        dets = self.object_detections(states, [p for _, p in items], frames)
         t_det = time.perf_counter() - t2
         steps = [None] * len(items)
         if self.normality_cfg is not None:

@@ -158,10 +158,7 @@ def _scoring_cameras(analyzer: Analyzer, states: list, rgb: np.ndarray, eid: str
     payloads = [Payload("bench", i, 0, latent=np.zeros(1), encoder_id=eid) for i in range(len(rgb))]
     feats = np.stack([analyzer.motion(st.raw, st.normality.foreground.foreground(f)) for st, f in zip(states, rgb)])
     # with object features, the detector's boxes (timed in its own stage) and their flow
-    dets: list = [None] * len(rgb)
-    if analyzer.object_features is not None:
-        analyzer._detect(list(rgb), dets, [i for i, (st, p) in enumerate(zip(states, payloads))
-                                           if st.normality.objects_for(p.source)])
+    dets = analyzer.object_detections(states, payloads, list(rgb))
     objects = [object_rows(d, st.raw) if d is not None else None for d, st in zip(dets, states)]
     reps = max(1, -(-analyzer.normality_cfg.min_frames // len(feats)))
     learn = np.concatenate([feats] * reps) * np.random.default_rng(0).uniform(0.9, 1.1, (reps * len(feats), 1, 1))
