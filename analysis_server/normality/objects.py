@@ -46,6 +46,15 @@ def object_rows(dets: Detections, flow: np.ndarray) -> np.ndarray:
     return np.asarray(out, np.float32).reshape(-1, len(RAW))
 
 
+def describe(rows: np.ndarray, perspective: np.ndarray, features: list[str], frame_height: int) -> np.ndarray:
+    """Unscaled feature vectors (``features``) of K objects (``RAW`` rows) under ``perspective`` (a, b:
+    an object's height at bottom edge y is a + b y)."""
+    at = np.maximum(perspective[0] + perspective[1] * rows[:, 1], 4.0)  # the height an object has there
+    cols = {"y": rows[:, 1] / frame_height, "w": rows[:, 2] / at, "h": rows[:, 3] / at, "vx": rows[:, 4] / at,
+            "vy": rows[:, 5] / at, "speed": rows[:, 6] / at, "speed_p90": rows[:, 7] / at}
+    return np.stack([cols[f] for f in features], axis=1).astype(np.float32)
+
+
 class ObjectKnn:
     def __init__(self, k: int, features: list[str], frame_height: int, perspective: np.ndarray, scale: np.ndarray,
                  bank: np.ndarray) -> None:
@@ -53,12 +62,6 @@ class ObjectKnn:
         self.perspective, self.scale, self.bank = perspective.astype(np.float64), scale.astype(np.float32), bank
         self._tree = KDTree(bank)
 
-    def _vectors(self, rows: np.ndarray, perspective: np.ndarray) -> np.ndarray:
-        """Unscaled feature vectors of K objects (``RAW`` rows)."""
-        at = np.maximum(perspective[0] + perspective[1] * rows[:, 1], 4.0)  # the height an object has there
-        cols = {"y": rows[:, 1] / self.frame_height, "w": rows[:, 2] / at, "h": rows[:, 3] / at, "vx": rows[:, 4] / at,
-                "vy": rows[:, 5] / at, "speed": rows[:, 6] / at, "speed_p90": rows[:, 7] / at}
-        return np.stack([cols[f] for f in self.features], axis=1).astype(np.float32)
 
     @classmethod
     def fit(cls, objects: list[np.ndarray], *, k: int, features: list[str], frame_height: int) -> ObjectKnn | None:
@@ -71,9 +74,7 @@ class ObjectKnn:
             a, b = np.linalg.lstsq(np.c_[np.ones(len(rows)), rows[:, 1]], rows[:, 3], rcond=None)[0]
         else:  # every object on one line: no perspective to learn
             a, b = float(np.median(rows[:, 3])), 0.0
-        probe = cls.__new__(cls)
-        probe.features, probe.frame_height = list(features), frame_height
-        v = probe._vectors(rows, np.array([a, b]))
+        v = describe(rows, np.array([a, b]), features, frame_height)
         s = v.std(axis=0)
         scale = np.where(s > 1e-6, s, 1.0)
         return cls(k, features, frame_height, np.array([a, b]), scale, (v / scale).astype(np.float32))
@@ -88,7 +89,7 @@ class ObjectKnn:
         sizes = np.array([len(o) for o in objects])
         if sizes.sum() == 0:
             return out
-        v = self._vectors(np.concatenate(objects), self.perspective) / self.scale
+        v = describe(np.concatenate(objects), self.perspective, self.features, self.frame_height) / self.scale
         d, _ = self._tree.query(v, k=min(self.k, len(self.bank)))
         d = d.mean(axis=1)
         ends = np.cumsum(sizes)
