@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from analysis_server.store import (  # noqa: F401  (re-exported: the hub's callers name them from here)
     Ack,
     AlreadyAcked,
-    AuditRow,
     EventLog,
     EventStore,
     NotAckable,
-    SavedCamera,
     StoreUnavailable,
     UnknownEvent,
 )

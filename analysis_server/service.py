@@ -133,7 +133,7 @@ class IngestService(pvad_pb2_grpc.IngestServicer):
         flow = self.analyzer.new_camera_flow(camera_id, model)
         st = CameraState(SigmoidalAnomalyScore(self.cfg.scoring), flow, lock=asyncio.Lock(),
                          window=asyncio.Semaphore(self.cfg.analysis.batching.max_in_flight_per_camera))
-        if saved is not None:  # restart rule: see analysis_server.alarms.SavedCamera
+        if saved is not None:  # restart rule: see analysis_server.store.SavedCamera
             st.last_seq, st.sas.x, st.sas.alarm = saved.last_seq, saved.accumulator, saved.alarm
             st.submitted_seq = saved.last_seq
             log.info("camera %s: state restored (last seq %d, alarm %s)", camera_id, saved.last_seq, saved.alarm)
