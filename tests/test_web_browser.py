@@ -16,7 +16,7 @@ playwright_api = pytest.importorskip("playwright.async_api", reason="playwright 
 from analysis_server.alarms import EventLog  # noqa: E402
 from analysis_server.service import start_server  # noqa: E402
 from pvad.bench.web import find_chromium, latents, launch_chromium, open_dashboard, stream_camera, until  # noqa: E402
-from pvad.bench.faults import free_port  # noqa: E402
+from pvad.cluster.processes import free_port  # noqa: E402
 from pvad.config import WebConfig  # noqa: E402
 from pvad.v1 import pvad_pb2  # noqa: E402
 
