@@ -51,8 +51,8 @@ class WebConfig(Section):
 
     @model_validator(mode="after")
     def _plain_http_only_on_loopback(self) -> WebConfig:
-        host = self.listen.rpartition(":")[0]
-        if ":" not in self.listen or not self.listen.rpartition(":")[2].isdigit():
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit():
             raise ValueError(f"web.listen: {self.listen!r} is not host:port")
         if self.enabled and self.tls is None and not is_loopback(host):
             raise ValueError(f"web.tls: the dashboard listens on {host!r}, not loopback; give it a certificate "
