@@ -588,18 +588,13 @@ async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -
     readiness = await _start_readiness(cfg, lifecycle)  # 503 while the networks load
     try:
         analyzer = analyzer or await asyncio.to_thread(build_analyzer, cfg)
+        store = await asyncio.to_thread(open_store, cfg)
     except BaseException:
         if readiness is not None:
             await readiness.stop()
         raise
     batcher = Batcher(analyzer, max_batch=cfg.analysis.batching.max_batch, max_wait_ms=cfg.analysis.batching.max_wait_ms)
     metrics = ServerMetrics()
-    try:
-        store = await asyncio.to_thread(open_store, cfg)
-    except BaseException:
-        if readiness is not None:
-            await readiness.stop()
-        raise
     hub = AlarmHub(store, queue_size=cfg.limits.subscriber_queue, dropped=metrics.scores_dropped)
     batcher.observe = metrics
     analyzer.stage_observer = metrics.stage_seconds
@@ -649,8 +644,7 @@ async def start_server(cfg: ServerConfig, *, analyzer: Analyzer | None = None) -
         bridge.start()
     log.info("analysis server listening on %s (port %d), mTLS, accepts %s", cfg.listen, port, cfg.accept)
     running = RunningServer(server, port, analyzer, batcher, hub, ingest, health_servicer, metrics, metrics_port, bridge,
-                            web)
-    running.readiness, running.lifecycle = readiness, lifecycle
+                            web, readiness, lifecycle)
     lifecycle["serving"] = True
     return running
 
