@@ -6,14 +6,14 @@ import logging
 
 import grpc
 import pytest
-from conftest import run, server_config
+from conftest import client_tls, run, server_config
 
 from analysis_server.identity import IdentityRefused, resolve_identity
 from analysis_server.service import start_server
 from camera_client.client import make_frame
 from pvad.certs import CLIENT_CN_HEADER, identity_from_common_name, make_dev_pki
 from pvad.channel import secure_channel
-from pvad.config import AccessConfig, ClientTLS
+from pvad.config import AccessConfig
 from pvad.errors import ConfigError
 from pvad.v1 import pvad_pb2, pvad_pb2_grpc
 
@@ -24,11 +24,6 @@ TRUSTED = ("hap-1",)
 def proxy_pki(tmp_path_factory):
     return make_dev_pki(tmp_path_factory.mktemp("pki-proxy"), cameras=("cam-1", "cam-2"), subscribers=("ops",),
                         proxies=("hap-1", "rogue"))
-
-
-def tls(pki, who: str) -> ClientTLS:
-    p = pki[who]
-    return ClientTLS(ca=p.ca, cert=p.cert, key=p.key)
 
 
 # --------------------------------------------------------------------------- the rule, without a network
@@ -128,17 +123,17 @@ def test_server_applies_the_rule(proxy_pki, tmp_path, analyzer, encoder):
         out = {}
         try:
             # a camera that forges the header is still itself: its own frames go in, another camera's are refused
-            acks = await _stream(address, tls(proxy_pki, "camera/cam-1"),
+            acks = await _stream(address, client_tls(proxy_pki, "camera/cam-1"),
                                  [_frame("cam-1", 1, encoder), _frame("cam-2", 2, encoder)],
                                  metadata=((CLIENT_CN_HEADER, "camera/cam-2"),))
             out["forged"] = [(a.outcome, a.status_code) for a in acks]
             # the trusted proxy speaks for cam-2
-            acks = await _stream(address, tls(proxy_pki, "proxy/hap-1"), [_frame("cam-2", 1, encoder)],
+            acks = await _stream(address, client_tls(proxy_pki, "proxy/hap-1"), [_frame("cam-2", 1, encoder)],
                                  metadata=((CLIENT_CN_HEADER, "camera/cam-2"),))
             out["proxied"] = [a.outcome for a in acks]
             for who, md in (("proxy/hap-1", ()), ("proxy/rogue", ((CLIENT_CN_HEADER, "camera/cam-2"),))):
                 with pytest.raises(grpc.aio.AioRpcError) as err:
-                    await _stream(address, tls(proxy_pki, who), [_frame("cam-2", 5, encoder)], metadata=md)
+                    await _stream(address, client_tls(proxy_pki, who), [_frame("cam-2", 5, encoder)], metadata=md)
                 out[who] = (err.value.code(), err.value.details())
             out["cameras"] = sorted(srv.ingest.cameras)
         finally:
