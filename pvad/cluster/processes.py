@@ -132,14 +132,14 @@ class Child:
         self.signal(signal.SIGCONT)
         self.paused = False
 
-    def stop(self, grace: float = 10.0) -> int | None:
-        """SIGTERM (SIGCONT first if paused), SIGKILL after `grace` seconds; the exit code."""
+    def stop(self, grace: float = 10.0, sig: int | None = None) -> int | None:
+        """`sig` (default SIGTERM; SIGCONT first if paused), SIGKILL after `grace` seconds; the exit code."""
         if self.proc is None:
             return None
         if self.alive:
             if self.paused:
                 self.resume()
-            self.signal(signal.SIGTERM)
+            self.signal(sig or signal.SIGTERM)
             try:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
@@ -302,12 +302,8 @@ class Postgres:
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM is PostgreSQL's "smart" shutdown; SIGINT, "fast", ends sessions and is what we want."""
-        if self.child is not None and self.child.alive:
-            self.child.signal(signal.SIGINT)
-            try:
-                self.child.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
+        if self.child is not None:
+            self.child.stop(grace, signal.SIGINT)
 
 
 # --------------------------------------------------------------------------- pvad server
