@@ -5,7 +5,6 @@ TCP (scram), so the servers under test read their password from ``postgres.passw
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -16,29 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from pvad.cluster.processes import free_port
+from pvad.cluster.processes import ClusterError, free_port, pg_binary
 from pvad.config import PostgresConfig
 
 USER = "pvad"
 PASSWORD = "pvad-test-secret"
 
 
-def pg_bindir() -> Path | None:
-    """The directory of Debian's ``initdb``/``pg_ctl`` (newest version), or of those on PATH; None without them."""
-    for bindir in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True):
-        if os.access(f"{bindir}/initdb", os.X_OK) and os.access(f"{bindir}/pg_ctl", os.X_OK):
-            return Path(bindir)
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if initdb and pg_ctl:
-        return Path(os.path.realpath(initdb)).parent
-    return None
-
-
 class PgCluster:
-    """initdb + pg_ctl start/stop, as a non-root user."""
+    """initdb + pg_ctl start/stop (found by ``pvad.cluster.processes.pg_binary``), as a non-root user."""
 
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
+    def __init__(self) -> None:
         self.user = None
         if os.geteuid() == 0:
             try:
@@ -57,7 +44,7 @@ class PgCluster:
         self.password_file.chmod(0o600)
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        cmd = [str(self.bindir / args[0]), *args[1:]]
+        cmd = [pg_binary(args[0]), *args[1:]]
         if self.user is not None:
             # setpriv, not subprocess's user=/group=: those make Python fork() instead of vfork(), and a fork
             # beside gRPC's threads runs gRPC's fork handlers (which can abort the child)
@@ -99,13 +86,15 @@ class PgCluster:
 @pytest.fixture(scope="session")
 def pg_cluster():
     """One PostgreSQL for the session (skips with the reason where its binaries or psycopg are absent)."""
-    bindir = pg_bindir()
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
         pytest.skip("needs setpriv (util-linux) to run PostgreSQL as a non-root user")
-    if bindir is None:
-        pytest.skip("needs PostgreSQL's initdb and pg_ctl (Debian package `postgresql`; make services installs it)")
+    try:
+        for name in ("initdb", "pg_ctl"):
+            pg_binary(name)
+    except ClusterError as err:
+        pytest.skip(f"needs PostgreSQL's initdb and pg_ctl: {err}")
     pytest.importorskip("psycopg_pool", reason="needs psycopg[binary] and psycopg-pool (pip install -e '.[server]')")
-    cluster = PgCluster(bindir)
+    cluster = PgCluster()
     try:
         cluster.init()
         cluster.start()
