@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pg_support
-from conftest import client_tls, run, server_config
+from conftest import client_tls, exchange, run, server_config
 
 from analysis_server.service import cold_start_frames, start_server
 from camera_client.client import make_frame
-from pvad.channel import secure_channel
 from pvad.config import BackgroundConfig, ServerConfig
-from pvad.v1 import pvad_pb2, pvad_pb2_grpc
+from pvad.v1 import pvad_pb2
 
 
 pg_cluster, pg = pg_support.pg_cluster, pg_support.pg  # a throw-away PostgreSQL (skips without one)
-
-
-async def _stream(address, tls, frames):
-    async with secure_channel(address, tls) as ch:
-        async def gen():
-            for f in frames:
-                yield f
-
-        return [a async for a in pvad_pb2_grpc.IngestStub(ch).Stream(gen(), timeout=30)]
 
 
 def _pg_config(pki, tmp_path, postgres, server_id: str) -> ServerConfig:
@@ -39,16 +29,16 @@ def test_sas_held_while_flow_is_cold_after_arrival(pki, tmp_path, analyzer, enco
     async def scenario():
         first = await start_server(_pg_config(pki, tmp_path, pg, "a"), analyzer=analyzer)  # the camera's first server
         try:
-            acks_a = await _stream(f"127.0.0.1:{first.port}", client_tls(pki, "camera/cam-1"),
-                                   [make_frame("cam-1", s, 0, encoder(frames[s])) for s in range(3)])
+            acks_a = await exchange(f"127.0.0.1:{first.port}", client_tls(pki, "camera/cam-1"),
+                                    [make_frame("cam-1", s, 0, encoder(frames[s])) for s in range(3)])
         finally:
             await first.stop(0)
         second = await start_server(_pg_config(pki, tmp_path, pg, "b"), analyzer=analyzer)  # same store: it arrives
         try:
-            acks_b = await _stream(f"127.0.0.1:{second.port}", client_tls(pki, "camera/cam-1"),
-                                   [make_frame("cam-1", s, 0, encoder(frames[s])) for s in range(3, 6)])
-            fresh = await _stream(f"127.0.0.1:{second.port}", client_tls(pki, "camera/cam-2"),
-                                  [make_frame("cam-2", 1, 0, encoder(frames[0]))])
+            acks_b = await exchange(f"127.0.0.1:{second.port}", client_tls(pki, "camera/cam-1"),
+                                    [make_frame("cam-1", s, 0, encoder(frames[s])) for s in range(3, 6)])
+            fresh = await exchange(f"127.0.0.1:{second.port}", client_tls(pki, "camera/cam-2"),
+                                   [make_frame("cam-2", 1, 0, encoder(frames[0]))])
             m = second.metrics
             counts = (m.camera_cold_starts._value.get(), m.frames_held_cold._value.get())
         finally:
@@ -73,8 +63,8 @@ def test_no_hold_after_a_restart_on_one_sqlite_file(pki, tmp_path, analyzer, enc
         for seqs in ((0, 1), (2, 3)):
             srv = await start_server(cfg, analyzer=analyzer)
             try:
-                out.append(await _stream(f"127.0.0.1:{srv.port}", client_tls(pki, "camera/cam-1"),
-                                         [make_frame("cam-1", s, 0, encoder(frames[s])) for s in seqs]))
+                out.append(await exchange(f"127.0.0.1:{srv.port}", client_tls(pki, "camera/cam-1"),
+                                          [make_frame("cam-1", s, 0, encoder(frames[s])) for s in seqs]))
                 held = srv.metrics.frames_held_cold._value.get()
             finally:
                 await srv.stop(0)
