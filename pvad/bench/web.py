@@ -126,12 +126,6 @@ async def until(page, js: str, timeout: float = 5.0, interval: float = 0.02):
 
 # ---- the benchmark ----
 
-ANALYSIS = {  # the tiny untrained profile of `pvad bench faults` (delivery, not detection)
-    "device": "cpu", "threads": 1, "precision": "fp32",
-    "classifier": {"backbone": "tiny", "hidden": 64, "bag": False, "pretrained": "never"},
-    "detector": {"backend": "none"}, "batching": {"max_batch": 8, "max_wait_ms": 5},
-    "normality": {"enabled": False},
-}
 USERS = {"bench-a": "operator", "bench-b": "operator", "bench-c": "viewer"}
 
 
@@ -159,7 +153,10 @@ def _setup(workdir: Path, cameras: list[str]) -> tuple[dict, Path, str]:
 
 
 def _server_fields(workdir: Path, users: Path, web_listen: str) -> dict:
-    return {"accept": ["blur"], "decoders": {"checkpoints": [], "untrained_seeds": [0]}, "analysis": ANALYSIS,
+    from pvad.bench.faults import ANALYSIS
+
+    return {"accept": ["blur"], "decoders": {"checkpoints": [], "untrained_seeds": [0]},
+            "analysis": {**ANALYSIS, "precision": "fp32"},  # faults' tiny untrained profile: delivery, not detection
             "drain_s": 1.0, "web": {"enabled": True, "listen": web_listen, "users_file": str(users),
                                     "session_secret_file": str(workdir / "web-secret")}}
 
