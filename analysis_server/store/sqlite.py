@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from analysis_server.store.base import (
@@ -114,6 +115,19 @@ class EventLog:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction under the lock (BEGIN IMMEDIATE: the write lock from its start), committed
+        when the block ends and rolled back when it raises."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def append(self, *, camera_id: str, kind: int, seq: int, score: float, confidence: float) -> pvad_pb2.AlarmEvent:
         row = (camera_id, int(kind), int(seq), float(score), float(confidence), time.time_ns())
         with self._lock:
@@ -129,26 +143,19 @@ class EventLog:
         acknowledged: an acknowledged frame is never scored again. Raises `FenceLost` (nothing written)
         when the stored state is at `seq` or later."""
         now = time.time_ns()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._db.execute(_FENCED_STATE, (camera_id, int(seq), float(accumulator), int(alarm)))
-                if cur.rowcount == 0:
-                    (stored,) = self._db.execute(
-                        "SELECT last_seq FROM camera_state WHERE camera_id = ?", (camera_id,)).fetchone()
-                    raise FenceLost(camera_id, int(seq), int(stored))
-                if normality_model is not None:
-                    self._save_normality(camera_id, normality_model, now)
-                event = None
-                if event_kind is not None:
-                    row = (camera_id, int(event_kind), int(seq), float(score), float(confidence), now)
-                    cur = self._db.execute(_INSERT_EVENT, row)
-                    event = to_message((cur.lastrowid, *row))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return event
+        with self._transaction():
+            cur = self._db.execute(_FENCED_STATE, (camera_id, int(seq), float(accumulator), int(alarm)))
+            if cur.rowcount == 0:
+                (stored,) = self._db.execute(
+                    "SELECT last_seq FROM camera_state WHERE camera_id = ?", (camera_id,)).fetchone()
+                raise FenceLost(camera_id, int(seq), int(stored))
+            if normality_model is not None:
+                self._save_normality(camera_id, normality_model, now)
+            if event_kind is None:
+                return None
+            row = (camera_id, int(event_kind), int(seq), float(score), float(confidence), now)
+            cur = self._db.execute(_INSERT_EVENT, row)
+            return to_message((cur.lastrowid, *row))
 
     def _save_normality(self, camera_id: str, model: bytes, now: int) -> None:
         self._db.execute(
@@ -217,26 +224,20 @@ class EventLog:
         """Acknowledge raised alarm `event_id` and audit it, in one transaction. Raises `UnknownEvent`,
         `NotAckable` (not a raised alarm) or `AlreadyAcked`."""
         now = time.time_ns()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?", (int(event_id),)).fetchone()
-                if row is None:
-                    raise UnknownEvent(f"no alarm event {event_id}")
-                ev = to_message(row)
-                if ev.kind != pvad_pb2.ALARM_RAISED:
-                    raise NotAckable(f"event {event_id} is {pvad_pb2.EventKind.Name(ev.kind)}; only a raised alarm is acknowledged")
-                done = self._db.execute("SELECT event_id, user, time_ns, note FROM acks WHERE event_id = ?",
-                                        (int(event_id),)).fetchone()
-                if done is not None:
-                    raise AlreadyAcked(Ack(*done))
-                self._db.execute("INSERT INTO acks (event_id, user, time_ns, note) VALUES (?,?,?,?)",
-                                 (int(event_id), user, now, note))
-                self._audit(user, "ack", ev.camera_id, int(event_id), note, now)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            row = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?", (int(event_id),)).fetchone()
+            if row is None:
+                raise UnknownEvent(f"no alarm event {event_id}")
+            ev = to_message(row)
+            if ev.kind != pvad_pb2.ALARM_RAISED:
+                raise NotAckable(f"event {event_id} is {pvad_pb2.EventKind.Name(ev.kind)}; only a raised alarm is acknowledged")
+            done = self._db.execute("SELECT event_id, user, time_ns, note FROM acks WHERE event_id = ?",
+                                    (int(event_id),)).fetchone()
+            if done is not None:
+                raise AlreadyAcked(Ack(*done))
+            self._db.execute("INSERT INTO acks (event_id, user, time_ns, note) VALUES (?,?,?,?)",
+                             (int(event_id), user, now, note))
+            self._audit(user, "ack", ev.camera_id, int(event_id), note, now)
         return Ack(int(event_id), user, now, note), ev
 
     def acks_for(self, event_ids: Iterable[int]) -> dict[int, Ack]:
