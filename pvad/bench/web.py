@@ -307,7 +307,8 @@ async def _process(workdir: Path) -> dict:
     from playwright.async_api import async_playwright
 
     from analysis_server.alarms import EventLog
-    from pvad.bench.faults import ServerProcess, free_port, server_yaml
+    from pvad.bench.faults import ServerProcess, server_yaml
+    from pvad.cluster.processes import free_port
     from pvad.v1 import pvad_pb2
 
     workdir = workdir / "process"
