@@ -67,12 +67,12 @@ def _median_step_s(step: Callable[[], None], steps: int, device: torch.device) -
 def classifier_step_s(prof: dict, device: torch.device, *, precision: str, batch: int, alpha: int, steps: int) -> float:
     """One step of the papers' recipe on random inputs: α·batch candidates scored without gradients, the
     `batch` hardest trained (weighted BCE, Adam), under autocast at `precision` (fp32: none)."""
-    from models.nets.two_stream import TwoStreamClassifier
+    from models.nets.two_stream import TwoStreamClassifier, classifier_arch
     from models.train.classifier import mine_hard, weighted_bce
+    from pvad.config import ClassifierConfig
 
-    c = prof["classifier"]
-    model = TwoStreamClassifier(backbone=c["backbone"], streams=c.get("streams", 2), bag=c.get("bag", True),
-                                hidden=c.get("hidden", 4096)).to(device).train()
+    arch = classifier_arch(ClassifierConfig.model_validate(prof["classifier"]))
+    model = TwoStreamClassifier(**arch).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     n = alpha * batch
     frame = torch.randn(n, 3, 240, 320, device=device)
