@@ -307,7 +307,7 @@ def haproxy_events(log_path: Path) -> list[tuple[str, str]]:
 
 async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, cameras: int = 24, fps: float = 2.0,
                         hang_s: float = 10.0, phase_s: float = 8.0, stream_age_s: float = 20.0,
-                        camera_processes: int = 6, store: str | None = None,
+                        camera_processes: int = 6, store: str = "postgres",
                         hash_balance_factor: int | None = 110) -> dict:
     from pvad.cluster.local import LocalCluster
     from pvad.cluster.processes import ClusterError
@@ -317,7 +317,6 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
     if hang_s and servers < 3:
         log.warning("with %d servers the hang leaves one server up only while the killed one is down: "
                     "the killed server restarts first", servers)
-    store = store or "postgres"
     workdir = Path(workdir).resolve()
     if workdir.exists():
         import shutil

@@ -200,7 +200,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--phase-s", type=float, default=8.0, help="time given to each fault before it is measured")
     b.add_argument("--stream-age-s", type=float, default=20.0, help="limits.max_stream_age_s of the servers")
     b.add_argument("--camera-processes", type=int, default=6, help="the cameras are spread over this many processes")
-    b.add_argument("--store", choices=["postgres", "sqlite"], help="default: postgres where the server supports it")
+    b.add_argument("--store", choices=["postgres", "sqlite"], default="postgres", help="default: %(default)s")
     b.add_argument("--hash-balance-factor", type=int, default=110,
                    help="HAProxy's bounded loads in %% of the mean (0: plain consistent hashing)")
     b.add_argument("--source")
