@@ -133,8 +133,8 @@ _REACH_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 class _AdvisoryLease:
     """A session advisory lock on a connection of its own."""
 
-    def __init__(self, conn: psycopg.Connection, key: int, name: str) -> None:
-        self._conn, self._key, self.name = conn, key, name
+    def __init__(self, conn: psycopg.Connection, key: int) -> None:
+        self._conn, self._key = conn, key
         self._lock = threading.Lock()
 
     def alive(self) -> bool:
@@ -386,20 +386,18 @@ class PostgresStore:
                 "SET last_id = EXCLUDED.last_id WHERE cursors.last_id < EXCLUDED.last_id", (name, int(last_id)))
 
     def try_lead(self, name: str) -> _AdvisoryLease | None:
-        key = _key(f"lead:{name}")
+        key, conn = _key(f"lead:{name}"), None
         try:
             conn = psycopg.connect(self.cfg.dsn, **self._kwargs)
-        except _REACH_ERRORS as err:
-            raise StoreUnavailable(f"{self.description}: {str(err).strip()}") from err
-        try:
             (held,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
         except _REACH_ERRORS as err:
-            conn.close()
+            if conn is not None:
+                conn.close()
             raise StoreUnavailable(f"{self.description}: {str(err).strip()}") from err
         if not held:
             conn.close()
             return None
-        return _AdvisoryLease(conn, key, name)
+        return _AdvisoryLease(conn, key)
 
     async def notices(self) -> AsyncIterator[EventNotice | None]:
         """Every alarm event any server commits, from LISTEN on a connection of its own; None after each
