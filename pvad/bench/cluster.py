@@ -337,6 +337,13 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
 
     no_mqtt = mqtt_unavailable(store)
     broker = listener = None
+
+    def close_mqtt() -> None:
+        if listener is not None:
+            listener.close()
+        if broker is not None:
+            broker.stop()
+
     if no_mqtt is None:  # the broker and a persistent listener before any server, for the whole run
         broker = MqttBroker(workdir / "mqtt")
         broker.start()
@@ -345,9 +352,7 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
             if not await asyncio.to_thread(listener.subscribed.wait, 10):
                 raise ClusterError(f"the MQTT listener did not subscribe within 10 s; see {broker.log_path}")
         except BaseException:
-            if listener is not None:
-                listener.close()
-            broker.stop()
+            close_mqtt()
             raise
         template["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": MQTT_TOPIC_PREFIX,
                             "client_id": MQTT_CLIENT_ID, "qos": 1, "reconnect_max_s": 1.0}
@@ -360,9 +365,7 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
     try:
         await asyncio.to_thread(cluster.start)
     except BaseException:
-        if broker is not None:
-            listener.close()
-            broker.stop()
+        close_mqtt()
         raise
     startup_s = time.monotonic() - t_start
     pki = cluster.pki
@@ -474,9 +477,7 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
             if p.poll() is None:
                 p.kill()
         await asyncio.to_thread(cluster.stop)
-        if broker is not None:
-            listener.close()
-            broker.stop()
+        close_mqtt()
 
     acks = {r["camera"]: r["ack_times"] for r in reports}
     rehome = [x for c in on_killed if (x := first_ack_after_gap(acks.get(c, []), t_kill)) is not None]
