@@ -387,10 +387,13 @@ async def bench_cluster(workdir: Path, *, source: Path, servers: int = 3, camera
                     anonymizer={"name": "blur", "kernel": BLUR_KERNEL}, max_in_flight=8,
                     buffer={"capacity": 4096, "policy": "block"},
                     reconnect={"initial_backoff_s": 0.1, "max_backoff_s": 0.5})
-    groups = [names[i::max(1, min(camera_processes, cameras))] for i in range(max(1, min(camera_processes, cameras)))]
-    procs = [subprocess.Popen([sys.executable, "-m", "pvad.bench.cluster", *[str(cam_dir / f"camera-{c}.yaml") for c in g]],
-                              stdout=subprocess.PIPE, stderr=open(cam_dir / f"group-{i}.log", "w"), text=True)
-             for i, g in enumerate(groups)]
+    n_groups = max(1, min(camera_processes, cameras))
+    procs = []
+    for i in range(n_groups):
+        with open(cam_dir / f"group-{i}.log", "w") as err:  # the child keeps its own copy of the descriptor
+            procs.append(subprocess.Popen([sys.executable, "-m", "pvad.bench.cluster",
+                                           *[str(cam_dir / f"camera-{c}.yaml") for c in names[i::n_groups]]],
+                                          stdout=subprocess.PIPE, stderr=err, text=True))
     result: dict = {"servers": servers, "cameras": cameras, "fps": fps, "store": store,
                     "hash_balance_factor": hash_balance_factor or None, "startup_s": round(startup_s, 1)}
     try:
